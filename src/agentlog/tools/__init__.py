@@ -1,0 +1,1 @@
+"""Tools: plain typed functions registered by the @tool decorator."""

@@ -1,0 +1,158 @@
+"""The tool registry: a tool is one typed function registered with @tool.
+
+Its parameter JSON Schema is derived from the type hints, so planners, validation and the
+catalogue all read one source. A tool returns a ToolOutput or raises ToolError; any other exception
+is reported as a non-retryable failure of the tool.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_origin
+
+from agentlog.errors import AgentlogError
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    """What a tool produced: `value` is what later steps receive by reference, `text` what people read."""
+
+    value: Any
+    text: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "text": self.text, "data": dict(self.data)}
+
+
+class ToolError(AgentlogError):
+    """A tool failed in a way it understands; `retryable` tells the orchestrator whether to try again."""
+
+    def __init__(self, message: str, *, retryable: bool = False, error_type: str = "ToolError") -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.error_type = error_type
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.error_type, "message": self.message, "retryable": self.retryable}
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """Who is calling: the idempotency key is the same for every attempt of one plan step."""
+
+    invocation_id: str
+    idempotency_key: str
+    conversation_id: str
+    turn_id: str
+    step_id: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+    function: Callable[..., ToolOutput]
+    wants_context: bool
+
+    def catalogue_entry(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "parameters": dict(self.parameters)}
+
+    def call(self, arguments: Mapping[str, Any], context: ToolContext) -> ToolOutput:
+        if self.wants_context:
+            return self.function(**arguments, context=context)
+        return self.function(**arguments)
+
+
+_SIMPLE_TYPES: dict[Any, dict[str, Any]] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+    dict: {"type": "object"},
+    list: {"type": "array"},
+    Any: {},
+}
+
+
+def _schema_for(annotation: Any) -> dict[str, Any]:
+    if annotation in _SIMPLE_TYPES:
+        return dict(_SIMPLE_TYPES[annotation])
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return {"enum": list(get_args(annotation))}
+    if origin in (typing.Union, types.UnionType):
+        options = [_schema_for(a) for a in get_args(annotation)]
+        return {"anyOf": options}
+    if origin in (list, tuple):
+        (item,) = get_args(annotation)[:1] or (Any,)
+        return {"type": "array", "items": _schema_for(item)}
+    if origin is dict:
+        return {"type": "object"}
+    if annotation is type(None):
+        return {"type": "null"}
+    raise TypeError(f"unsupported parameter type for a tool: {annotation!r}")
+
+
+def parameters_schema(function: Callable[..., Any]) -> dict[str, Any]:
+    """JSON Schema of a tool function's keyword parameters, from its type hints."""
+    hints = typing.get_type_hints(function)
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for name, parameter in inspect.signature(function).parameters.items():
+        if name == "context":
+            continue
+        if name not in hints:
+            raise TypeError(f"tool parameter {name!r} of {function.__name__} needs a type hint")
+        schema = _schema_for(hints[name])
+        if schema.get("type") == "string":
+            schema["minLength"] = 1
+        if parameter.default is inspect.Parameter.empty:
+            required.append(name)
+        else:
+            schema["default"] = parameter.default
+        properties[name] = schema
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+class ToolRegistry:
+    def __init__(self) -> None:
+        self._tools: dict[str, ToolSpec] = {}
+
+    def register(self, spec: ToolSpec) -> None:
+        if spec.name in self._tools and self._tools[spec.name].function is not spec.function:
+            raise ValueError(f"two tools are named {spec.name!r}")
+        self._tools[spec.name] = spec
+
+    def get(self, name: str) -> ToolSpec | None:
+        return self._tools.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def catalogue(self) -> list[dict[str, Any]]:
+        return [self._tools[n].catalogue_entry() for n in self.names()]
+
+
+DEFAULT_REGISTRY = ToolRegistry()
+
+
+def tool(
+    name: str, description: str, registry: ToolRegistry = DEFAULT_REGISTRY
+) -> Callable[[Callable[..., ToolOutput]], Callable[..., ToolOutput]]:
+    """Register a function as a tool under `name` (the name planners and plans use)."""
+
+    def decorate(function: Callable[..., ToolOutput]) -> Callable[..., ToolOutput]:
+        wants_context = "context" in inspect.signature(function).parameters
+        registry.register(ToolSpec(name=name, description=description, parameters=parameters_schema(function),
+                                   function=function, wants_context=wants_context))
+        return function
+
+    return decorate
