@@ -1,0 +1,75 @@
+"""Bytes <-> Envelope with validation on both sides.
+
+A producer never sends a message its schema rejects (encode raises); a consumer turns any bad
+message into an InvalidMessageError whose reason goes to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+from agentlog.errors import InvalidMessageError
+from agentlog.events.envelope import Envelope
+from agentlog.events.schemas import packaged_schemas
+
+Validator = Callable[[Any], Any]
+
+
+def compile_validators(schemas: Mapping[tuple[str, int], Mapping[str, Any]]) -> dict[tuple[str, int], Validator]:
+    return {key: fastjsonschema.compile(dict(schema)) for key, schema in schemas.items()}
+
+
+class Codec:
+    """Validates against a fixed set of (subject, version) schemas, usually read from the registry."""
+
+    def __init__(self, schemas: Mapping[tuple[str, int], Mapping[str, Any]] | None = None) -> None:
+        self._validators = compile_validators(packaged_schemas() if schemas is None else schemas)
+
+    def subjects(self) -> set[tuple[str, int]]:
+        return set(self._validators)
+
+    def _validate(self, subject: str, version: Any, data: Any) -> None:
+        validator = self._validators.get((subject, version)) if isinstance(version, int) else None
+        if validator is None:
+            known = sorted(v for s, v in self._validators if s == subject)
+            if not known:
+                raise InvalidMessageError(f"unknown message type {subject!r}", message_type=subject)
+            raise InvalidMessageError(
+                f"{subject} has no schema version {version!r} (known: {known})", message_type=subject
+            )
+        try:
+            validator(data)
+        except fastjsonschema.JsonSchemaException as error:
+            raise InvalidMessageError(
+                f"{subject} v{version} violates its schema: {error.message}", message_type=subject
+            ) from error
+
+    def encode(self, envelope: Envelope) -> bytes:
+        """Validate and serialise; raises InvalidMessageError instead of sending a bad message."""
+        data = envelope.to_json()
+        self._validate(envelope.subject, envelope.schema_version, data)
+        return orjson.dumps(data)
+
+    def decode(self, raw: bytes | None) -> Envelope:
+        if raw is None:
+            raise InvalidMessageError("empty message (no value)")
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            raise InvalidMessageError(f"not valid JSON: {error}") from error
+        if not isinstance(data, dict):
+            raise InvalidMessageError(f"expected a JSON object, got {type(data).__name__}")
+        kind, type_ = data.get("kind"), data.get("type")
+        if not isinstance(kind, str) or not isinstance(type_, str):
+            raise InvalidMessageError("missing envelope fields 'kind' and 'type'")
+        self._validate(f"{kind}.{type_}", data.get("schemaVersion"), data)
+        return Envelope.from_json(data)
+
+    def encode_record(self, subject: str, record: Mapping[str, Any]) -> bytes:
+        """Validate and serialise a non-enveloped record (e.g. a dead letter)."""
+        self._validate(subject, 1, dict(record))
+        return orjson.dumps(dict(record))

@@ -1,0 +1,1 @@
+"""Kafka plumbing: the local broker and thin client helpers."""

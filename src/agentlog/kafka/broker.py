@@ -1,0 +1,381 @@
+"""A single-node Kafka 4.1.1 (KRaft, combined broker+controller) run as a plain Java process.
+
+No Docker and no Kafka tarball: the jars come from Maven Central via the packaged pom.xml, so
+the only host requirements are Java 17 and mvn. All state lives under one directory
+(``<project>/var/kafka``): jars, config, data, logs and ``broker.json`` recording the pid and
+ports, so any process (CLI, services, tests) can find, check or stop the broker.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import psutil
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from agentlog.errors import BrokerError
+
+KAFKA_VERSION = "4.1.1"
+LIB_DIR_ENV = "AGENTLOG_KAFKA_LIB_DIR"
+_MARKER = ".pom-sha256"
+# Jars that prove a lib dir was filled from our pom (used for shared dirs made without a marker).
+_REQUIRED_JARS = (f"kafka_2.13-{KAFKA_VERSION}.jar", "log4j-slf4j-impl-2.24.3.jar")
+# Small-footprint JVM: with the 4 MB dedupe buffer below the heap is mostly idle (~180-230 MB RSS).
+_JVM_OPTS = (
+    "-Xms256m",
+    "-Xmx256m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:ReservedCodeCacheSize=48m",
+    "-Djava.awt.headless=true",
+)
+_LOG4J2 = """status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = ${sys:kafka.logs.dir:-.}/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.req.name = kafka.request.logger
+logger.req.level = WARN
+"""
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What `agentlog kafka status` shows; ``reachable`` is the only field that costs a network call."""
+
+    running: bool
+    pid: int | None
+    bootstrap: str | None
+    data_dir: Path
+    version: str
+    reachable: bool
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _accepting(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"({path} not readable)"
+    return f"--- {path} ---\n" + "\n".join(text[-lines:])
+
+
+def _metadata_ok(bootstrap: str, timeout: float) -> bool:
+    """True if a broker answers a metadata request and lists itself (it is registered and unfenced)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2})
+    try:
+        return bool(admin.list_topics(timeout=max(timeout, 0.1)).brokers)
+    except KafkaException:
+        return False
+
+
+class LocalBroker:
+    """Fetches, starts, checks and stops the broker living in ``kafka_dir``.
+
+    Every method re-reads ``broker.json``, so separate instances and processes agree; start and
+    stop hold a file lock so two `agentlog kafka start` calls cannot launch two brokers.
+    """
+
+    def __init__(self, kafka_dir: Path, *, lib_dir: Path | None = None) -> None:
+        self.kafka_dir = Path(kafka_dir).resolve()
+        env_lib = os.environ.get(LIB_DIR_ENV)
+        self._shared_lib = lib_dir is not None or bool(env_lib)
+        self.lib_dir = Path(lib_dir or env_lib or self.kafka_dir / "lib").resolve()
+        self.data_dir = self.kafka_dir / "data"
+        self.logs_dir = self.kafka_dir / "logs"
+        self.config_path = self.kafka_dir / "server.properties"
+        self.state_path = self.kafka_dir / "broker.json"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # ---- jars -------------------------------------------------------------------------------
+    def ensure_jars(self) -> Path:
+        """Fill the lib dir from the packaged pom unless its marker says it already matches."""
+        pom = resources.files("agentlog.kafka").joinpath("pom.xml").read_bytes()
+        digest = hashlib.sha256(pom).hexdigest()
+        marker = self.lib_dir / _MARKER
+        if marker.is_file() and marker.read_text().strip() == digest:
+            return self.lib_dir
+        if self._shared_lib and all((self.lib_dir / j).is_file() for j in _REQUIRED_JARS):
+            return self.lib_dir  # a shared cache filled by hand from the same pom
+        if shutil.which("mvn") is None:
+            raise BrokerError("mvn not found on PATH: it is needed once to fetch the Kafka jars")
+        self.kafka_dir.mkdir(parents=True, exist_ok=True)
+        (self.kafka_dir / "pom.xml").write_bytes(pom)
+        if self.lib_dir.is_dir():  # stale jars of another version would poison the classpath
+            for jar in self.lib_dir.glob("*.jar"):
+                jar.unlink()
+        cmd = ["mvn", "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={self.lib_dir}"]
+        try:
+            done = subprocess.run(cmd, cwd=self.kafka_dir, capture_output=True, text=True, timeout=900)
+        except subprocess.TimeoutExpired as exc:
+            raise BrokerError("mvn did not finish fetching the Kafka jars within 900 s") from exc
+        if done.returncode != 0:
+            tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
+            raise BrokerError(f"mvn failed (exit {done.returncode}) fetching the Kafka jars:\n{tail}")
+        marker.write_text(digest + "\n")
+        return self.lib_dir
+
+    # ---- state --------------------------------------------------------------------------------
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        tmp = self.state_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, self.state_path)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.kafka_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.kafka_dir / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
+    def _is_ours(self, pid: int) -> bool:
+        """The pid is a live (not zombie) JVM running kafka.Kafka with *our* server.properties.
+
+        Pids get reused after a reboot or crash, so the recorded pid alone proves nothing.
+        """
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return False
+            cmdline = proc.cmdline()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return False
+        return "kafka.Kafka" in cmdline and str(self.config_path) in cmdline
+
+    def _live_pid(self) -> int | None:
+        pid = self._read_state().get("pid")
+        return pid if isinstance(pid, int) and self._is_ours(pid) else None
+
+    def running_bootstrap(self) -> str | None:
+        """The bootstrap address if the recorded broker process is alive; no network call."""
+        state = self._read_state()
+        pid = state.get("pid")
+        if isinstance(pid, int) and self._is_ours(pid):
+            return str(state["bootstrap"])
+        return None
+
+    def status(self) -> BrokerStatus:
+        state = self._read_state()
+        pid = self._live_pid()
+        bootstrap = str(state["bootstrap"]) if pid is not None else None
+        reachable = bootstrap is not None and _accepting(int(state["port"])) and _metadata_ok(bootstrap, 3)
+        return BrokerStatus(pid is not None, pid, bootstrap, self.data_dir, KAFKA_VERSION, reachable)
+
+    # ---- start --------------------------------------------------------------------------------
+    def start(self, port: int | None = None, controller_port: int | None = None, timeout: float = 60) -> str:
+        """Start the broker (or return the running one's bootstrap) and wait until it serves metadata.
+
+        Ports recorded in broker.json are reused: the static quorum names the controller's
+        address, so a data dir keeps its ports once chosen.
+        """
+        with self._locked():
+            running = self.running_bootstrap()
+            if running is not None:
+                return running
+            lib = self.ensure_jars()
+            state = self._read_state()
+            port = port or state.get("port") or _free_port()
+            controller_port = controller_port or state.get("controller_port") or _free_port()
+            while controller_port == port:
+                controller_port = _free_port()
+            for p in (port, controller_port):
+                if not _port_free(p):
+                    raise BrokerError(f"port {p} (kept for {self.data_dir}) is in use by another process")
+            bootstrap = f"127.0.0.1:{port}"
+            self._write_config(port, controller_port)
+            java = [
+                *_JVM_OPTS,
+                f"-Dlog4j2.configurationFile={self.kafka_dir / 'log4j2.properties'}",
+                f"-Dkafka.logs.dir={self.logs_dir}",
+                "-cp",
+                f"{lib}/*",
+            ]
+            self._format(java)
+            with open(self.logs_dir / "broker.out", "wb") as out:
+                self._proc = subprocess.Popen(
+                    ["java", *java, "kafka.Kafka", str(self.config_path)],
+                    cwd=self.kafka_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            self._write_state(
+                {
+                    "pid": self._proc.pid,
+                    "port": port,
+                    "controller_port": controller_port,
+                    "bootstrap": bootstrap,
+                    "started_at": time.time(),
+                }
+            )
+            self._wait_ready(self._proc, port, bootstrap, timeout)
+            return bootstrap
+
+    def _write_config(self, port: int, controller_port: int) -> None:
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": "1",
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            # The default 128 MB dedupe buffer is most of an idle broker's memory.
+            "log.cleaner.dedupe.buffer.size": "4194304",
+        }
+        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.kafka_dir / "log4j2.properties").write_text(_LOG4J2)
+
+    def _format(self, java: list[str]) -> None:
+        """Format the data dir once; a formatted dir keeps its cluster id across restarts."""
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cmd = [
+            "java",
+            *java,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(self.config_path),
+        ]
+        done = subprocess.run(cmd, cwd=self.kafka_dir, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
+            raise BrokerError(f"formatting {self.data_dir} failed (exit {done.returncode}):\n{tail}")
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], port: int, bootstrap: str, timeout: float) -> None:
+        """Poll until the listener accepts and answers metadata; fail fast if the JVM dies."""
+        deadline = time.monotonic() + timeout
+        while True:
+            code = proc.poll()
+            if code is not None:
+                raise BrokerError(f"Kafka exited with code {code} while starting\n{self._log_tails()}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._stop_unlocked(10)
+                raise BrokerError(f"Kafka not ready within {timeout} s (stopped it)\n{self._log_tails()}")
+            if _accepting(port) and _metadata_ok(bootstrap, min(2.0, remaining)):
+                return
+            time.sleep(0.1)
+
+    def _log_tails(self) -> str:
+        return _tail(self.logs_dir / "broker.out") + "\n" + _tail(self.logs_dir / "server.log")
+
+    # ---- stop ---------------------------------------------------------------------------------
+    def stop(self, timeout: float = 30) -> bool:
+        """SIGTERM (a clean shutdown flushes logs and skips recovery next start), SIGKILL on timeout."""
+        with self._locked():
+            return self._stop_unlocked(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL at once, as a crash would; the next start must recover the logs."""
+        with self._locked():
+            pid = self._live_pid()
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                self._wait_gone(pid, 10)
+            self._mark_stopped()
+
+    def _stop_unlocked(self, timeout: float) -> bool:
+        pid = self._live_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            if not self._wait_gone(pid, timeout):
+                os.kill(pid, signal.SIGKILL)
+                if not self._wait_gone(pid, 10):
+                    raise BrokerError(f"Kafka pid {pid} survived SIGKILL")
+        self._mark_stopped()
+        return pid is not None
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.pid == pid:
+                self._proc.poll()  # reap our own child, else it lingers as a zombie
+            else:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)  # another LocalBroker in this process started it
+            if not self._is_ours(pid):
+                if self._proc is not None and self._proc.pid == pid:
+                    self._proc = None
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _mark_stopped(self) -> None:
+        state = self._read_state()
+        if state.get("pid") is not None:
+            state.update(pid=None, stopped_at=time.time())
+            self._write_state(state)
+
+    def wipe(self) -> None:
+        """Stop the broker and delete its data: topics, offsets and the cluster id are gone."""
+        with self._locked():
+            self._stop_unlocked(30)
+            shutil.rmtree(self.data_dir, ignore_errors=True)

@@ -1,0 +1,104 @@
+"""The topics agentlog uses, declared as data, and the admin step that creates them.
+
+Choices (see README, "Topics"):
+- Work topics are keyed by conversation id, so one conversation's messages stay in order on one
+  partition; their partition count bounds how many instances of a service can share the work.
+- `conversation-events` is the event store: never deleted by time or size (`retention.ms=-1`),
+  and never compacted (every event matters, not just the latest per key).
+- Command topics keep a week: once a command is consumed its effect is in the event store.
+- `schema-registry` is compacted: only the latest record per subject@version matters.
+- `dead-letter-queue` keeps everything until an operator redrives or purges it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from agentlog.config import Settings
+from agentlog.errors import BrokerError
+
+WEEK_MS = str(7 * 24 * 3600 * 1000)
+
+USER_COMMANDS = "user-commands"
+CONVERSATION_EVENTS = "conversation-events"
+TOOL_INVOCATION_REQUESTS = "tool-invocation-requests"
+SYNTHESIS_REQUESTS = "synthesis-requests"
+DEAD_LETTER_QUEUE = "dead-letter-queue"
+SCHEMA_REGISTRY = "schema-registry"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    purpose: str
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+WORK_PARTITIONS = 6
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(USER_COMMANDS, WORK_PARTITIONS, "commands from users (questions, resets)",
+              {"cleanup.policy": "delete", "retention.ms": WEEK_MS}),
+    TopicSpec(CONVERSATION_EVENTS, WORK_PARTITIONS, "the event store: every step of every turn",
+              {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}),
+    TopicSpec(TOOL_INVOCATION_REQUESTS, WORK_PARTITIONS, "commands to tool workers",
+              {"cleanup.policy": "delete", "retention.ms": WEEK_MS}),
+    TopicSpec(SYNTHESIS_REQUESTS, WORK_PARTITIONS, "commands to the synthesis worker",
+              {"cleanup.policy": "delete", "retention.ms": WEEK_MS}),
+    TopicSpec(DEAD_LETTER_QUEUE, 1, "messages no consumer could accept, with the reason and original bytes",
+              {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}),
+    TopicSpec(SCHEMA_REGISTRY, 1, "JSON Schemas by subject@version",
+              {"cleanup.policy": "compact", "retention.ms": "-1", "min.compaction.lag.ms": "0"}),
+)
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    from agentlog.kafka.client import base_config
+
+    return AdminClient(base_config(settings))
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create every missing topic with its spec; returns the names created. Safe to run repeatedly."""
+    admin = admin_client(settings)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    wanted = [spec for spec in TOPICS if settings.topic(spec.name) not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(settings.topic(s.name), num_partitions=s.partitions, replication_factor=-1,
+                  config=dict(s.config)) for s in wanted],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except Exception as error:
+            if "TOPIC_ALREADY_EXISTS" in str(error):
+                continue
+            raise BrokerError(f"could not create topic {name}: {error}") from error
+    return created
+
+
+def describe_topics(settings: Settings, timeout: float = 30.0) -> dict[str, dict[str, object]]:
+    """Partition count and the configs agentlog sets, as the cluster reports them."""
+    admin = admin_client(settings)
+    metadata = admin.list_topics(timeout=timeout).topics
+    result: dict[str, dict[str, object]] = {}
+    names = [settings.topic(s.name) for s in TOPICS if settings.topic(s.name) in metadata]
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+    configs = admin.describe_configs(resources, request_timeout=timeout) if resources else {}
+    for resource, future in configs.items():
+        entries = future.result()
+        result[resource.name] = {
+            "partitions": len(metadata[resource.name].partitions),
+            "config": {key: entry.value for key, entry in entries.items()},
+        }
+    return result

@@ -1,0 +1,1 @@
+"""Services: the long-running workers of the agent (router, orchestrator, tools, synthesis)."""

@@ -1,0 +1,1 @@
+"""Final-answer synthesis: turns tool results into the answer the user reads."""
