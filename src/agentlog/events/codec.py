@@ -45,7 +45,7 @@ class Codec:
             validator(data)
         except fastjsonschema.JsonSchemaException as error:
             raise InvalidMessageError(
-                f"{subject} v{version} violates its schema: {error.message}", message_type=subject
+                f"{subject} v{version} violates its schema: {error}", message_type=subject
             ) from error
 
     def encode(self, envelope: Envelope) -> bytes:

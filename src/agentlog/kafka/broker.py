@@ -38,20 +38,14 @@ _MARKER = ".pom-sha256"
 # Jars that prove a lib dir was filled from our pom (used for shared dirs made without a marker).
 _REQUIRED_JARS = (f"kafka_2.13-{KAFKA_VERSION}.jar", "log4j-slf4j-impl-2.24.3.jar")
 # Small-footprint JVM: with the 4 MB dedupe buffer below the heap is mostly idle (~180-230 MB RSS).
-_JVM_OPTS = (
-    "-Xms256m",
-    "-Xmx256m",
-    "-XX:+UseSerialGC",
-    "-XX:TieredStopAtLevel=1",
-    "-XX:ReservedCodeCacheSize=48m",
-    "-Djava.awt.headless=true",
-)
+_JVM_OPTS = "-Xms256m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=48m"
 _LOG4J2 = """status = warn
 appender.file.type = File
 appender.file.name = FILE
 appender.file.fileName = ${sys:kafka.logs.dir:-.}/server.log
 appender.file.layout.type = PatternLayout
 appender.file.layout.pattern = [%d] %p %m (%c)%n
+shutdownHook = disable
 rootLogger.level = INFO
 rootLogger.appenderRef.file.ref = FILE
 logger.req.name = kafka.request.logger
@@ -228,42 +222,38 @@ class LocalBroker:
             controller_port = controller_port or state.get("controller_port") or _free_port()
             while controller_port == port:
                 controller_port = _free_port()
-            for p in (port, controller_port):
-                if not _port_free(p):
-                    raise BrokerError(f"port {p} (kept for {self.data_dir}) is in use by another process")
+            for p in (port, controller_port):  # a just-killed broker may still hold them briefly
+                free_by = time.monotonic() + 10
+                while not _port_free(p):
+                    if time.monotonic() > free_by:
+                        raise BrokerError(f"port {p} (kept for {self.data_dir}) is in use by another process")
+                    time.sleep(0.1)
             bootstrap = f"127.0.0.1:{port}"
             self._write_config(port, controller_port)
-            java = [
-                *_JVM_OPTS,
-                f"-Dlog4j2.configurationFile={self.kafka_dir / 'log4j2.properties'}",
-                f"-Dkafka.logs.dir={self.logs_dir}",
-                "-cp",
-                f"{lib}/*",
-            ]
+            # StorageTool logs through log4j too: without the config it prints SLF4J NOP warnings.
+            log_cfg = f"-Dlog4j2.configurationFile={self.kafka_dir / 'log4j2.properties'}"
+            logs = f"-Dkafka.logs.dir={self.logs_dir}"
+            java = ["java", *_JVM_OPTS.split(), log_cfg, logs, "-cp", f"{lib}/*"]
             self._format(java)
             with open(self.logs_dir / "broker.out", "wb") as out:
                 self._proc = subprocess.Popen(
-                    ["java", *java, "kafka.Kafka", str(self.config_path)],
+                    [*java, "kafka.Kafka", str(self.config_path)],
                     cwd=self.kafka_dir,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-            self._write_state(
-                {
-                    "pid": self._proc.pid,
-                    "port": port,
-                    "controller_port": controller_port,
-                    "bootstrap": bootstrap,
-                    "started_at": time.time(),
-                }
-            )
+            started = {"pid": self._proc.pid, "port": port, "controller_port": controller_port}
+            self._write_state({**started, "bootstrap": bootstrap, "started_at": time.time()})
             self._wait_ready(self._proc, port, bootstrap, timeout)
             return bootstrap
 
     def _write_config(self, port: int, controller_port: int) -> None:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log = self.logs_dir / "server.log"
+        if log.exists():  # one previous run kept; error tails then show only this run
+            os.replace(log, log.with_suffix(".log.1"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = {
             "process.roles": "broker,controller",
@@ -285,6 +275,10 @@ class LocalBroker:
             "group.initial.rebalance.delay.ms": "0",
             # The default 128 MB dedupe buffer is most of an idle broker's memory.
             "log.cleaner.dedupe.buffer.size": "4194304",
+            # After a crash (kill()) the restarted broker cannot register until the old incarnation's
+            # session expires: 9 s by default; both live in one JVM on loopback, so 4 s is plenty.
+            "broker.session.timeout.ms": "4000",
+            "broker.heartbeat.interval.ms": "1000",
         }
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.kafka_dir / "log4j2.properties").write_text(_LOG4J2)
@@ -294,16 +288,7 @@ class LocalBroker:
         if (self.data_dir / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        cmd = [
-            "java",
-            *java,
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            cluster_id,
-            "-c",
-            str(self.config_path),
-        ]
+        cmd = [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_path)]
         done = subprocess.run(cmd, cwd=self.kafka_dir, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
@@ -315,6 +300,7 @@ class LocalBroker:
         while True:
             code = proc.poll()
             if code is not None:
+                self._mark_stopped()
                 raise BrokerError(f"Kafka exited with code {code} while starting\n{self._log_tails()}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -354,17 +340,21 @@ class LocalBroker:
         return pid is not None
 
     def _wait_gone(self, pid: int, timeout: float) -> bool:
+        """Wait for the pid to exit; not via _is_ours, as cmdline empties before the sockets close."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.pid == pid:
-                self._proc.poll()  # reap our own child, else it lingers as a zombie
+                if self._proc.poll() is not None:  # reaps our child: all threads, sockets gone
+                    self._proc = None
+                    return True
             else:
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)  # another LocalBroker in this process started it
-            if not self._is_ours(pid):
-                if self._proc is not None and self._proc.pid == pid:
-                    self._proc = None
-                return True
+                try:
+                    if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                        return True
+                except psutil.NoSuchProcess:
+                    return True
             time.sleep(0.05)
         return False
 

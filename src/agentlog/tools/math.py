@@ -19,26 +19,19 @@ outside function calls, where a comma has no other meaning, and only in the stri
 of 1-3 digits not starting with 0, then groups of exactly three digits. Anything else with a comma
 outside a call ('12,5', '1,00') is rejected rather than guessed at. Inside a call a comma always
 separates arguments: max(1,000) is max(1, 0). `×`, `÷` and `−` (U+2212) mean `*`, `/` and `-`; names are
-case-insensitive. Functions: sqrt(x), abs(x), round(x[, n]) (half-up, n may be negative), min(...),
-max(...). 0^0 is 1. Positions in error messages are 1-based character offsets into the original text.
+case-insensitive. Functions: sqrt(x), abs(x), round(x[, n]) (halves away from zero; n may be negative),
+min(...), max(...). 0^0 is 1. Positions in error messages are 1-based character offsets into the text.
 Bounds: 1000 characters, 100 levels of parentheses/powers, integer exponents with |n| <= 1000, and every
 literal and intermediate result within 1e100 in magnitude.
 """
 
 from __future__ import annotations
 
+import decimal
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import (
-    ROUND_HALF_UP,
-    Context,
-    Decimal,
-    DecimalException,
-    DivisionByZero,
-    InvalidOperation,
-    Overflow,
-    localcontext,
-)
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from agentlog.tools.registry import ToolError, ToolOutput, tool
 
@@ -46,13 +39,19 @@ MAX_LENGTH = 1000
 MAX_DEPTH = 100
 MAX_EXPONENT = 1000
 MAX_MAGNITUDE = Decimal("1e100")
+MIN_MAGNITUDE = Decimal("1e-100")  # smallest nonzero magnitude, so the plain-text result stays short
 PRECISION = 50
 DISPLAY_DIGITS = 20
 
-_CONTEXT = Context(prec=PRECISION, Emax=999_999, Emin=-999_999, traps=[InvalidOperation, DivisionByZero, Overflow])
+# Overflow cannot happen within the bounds (at most 1e100 ** 1000); trapping it is the backstop.
+_CONTEXT = decimal.Context(prec=PRECISION, Emax=999_999, Emin=-999_999,
+                           traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
 _DIGITS = "0123456789"
 _ALIASES = {"×": "*", "÷": "/", "−": "-"}
 _OPERATORS = "+-*/^%(),"
+_NUMBER = re.compile(r"(?=\.?[0-9])[0-9]*\.?[0-9]*(?:[eE][+-]?[0-9]+)?")
+_NAME = re.compile(r"[A-Za-z]+")
+_GROUPED = re.compile(r"[1-9][0-9]{0,2}(?:,[0-9]{3})+(?![0-9,])(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
 
 
 def _error(message: str) -> ToolError:
@@ -68,34 +67,16 @@ class _Token:
 
 
 def _scan_number(text: str, i: int, in_call: bool) -> tuple[str, int]:
-    """Read the number starting at index i; returns its digits (separators removed) and the end index."""
-    start = i
-    while i < len(text) and text[i] in _DIGITS:
-        i += 1
-    if not in_call and i < len(text) and text[i] == ",":
-        first = text[start:i]
-        if not 1 <= len(first) <= 3 or (first.startswith("0") or first == ""):
-            raise _error(f"malformed thousands separator at position {i + 1} (write e.g. 1,000 or 1000)")
-        while i < len(text) and text[i] == ",":
-            group = text[i + 1 : i + 4]
-            if len(group) != 3 or any(c not in _DIGITS for c in group) or text[i + 4 : i + 5].isdigit():
-                raise _error(f"malformed thousands separator at position {i + 1} (write e.g. 1,000 or 1000)")
-            i += 4
-    if i < len(text) and text[i] == ".":
-        i += 1
-        while i < len(text) and text[i] in _DIGITS:
-            i += 1
-    if text[start:i] == ".":
-        raise _error(f"unexpected '.' at position {start + 1}")
-    if i < len(text) and text[i] in "eE":
-        j = i + 1
-        if j < len(text) and text[j] in "+-":
-            j += 1
-        if j < len(text) and text[j] in _DIGITS:
-            while j < len(text) and text[j] in _DIGITS:
-                j += 1
-            i = j
-    return text[start:i].replace(",", ""), i
+    """Read the number at index i; returns its text without separators and the index after it."""
+    match = _NUMBER.match(text, i)
+    if match is None:
+        raise _error(f"unexpected {text[i]!r} at position {i + 1}")
+    if text[match.end() : match.end() + 1] == "," and match.group().isdigit() and not in_call:
+        match = _GROUPED.match(text, i)
+        if match is None:
+            raise _error(f"malformed thousands separator in the number at position {i + 1} "
+                         "(write e.g. 1,000,000 or 1000000)")
+    return match.group().replace(",", ""), match.end()
 
 
 def _tokenize(text: str) -> list[_Token]:
@@ -109,21 +90,21 @@ def _tokenize(text: str) -> list[_Token]:
             i += 1
         elif c in _DIGITS or c == ".":
             literal, end = _scan_number(text, i, any(calls))
-            value = _check(Decimal(literal), i + 1)
+            try:
+                value = _check(Decimal(literal), i + 1, "number")
+            except decimal.InvalidOperation:  # an exponent beyond what Decimal can even represent
+                raise _error(f"number at position {i + 1} is out of range") from None
             tokens.append(_Token("num", text[i:end], i + 1, value))
             i = end
-        elif c.isascii() and c.isalpha():
-            end = i
-            while end < len(text) and text[end].isascii() and text[end].isalpha():
-                end += 1
-            tokens.append(_Token("name", text[i:end].lower(), i + 1))
-            i = end
-        elif c == "*" and text[i + 1 : i + 2] == "*":
+        elif (name := _NAME.match(text, i)) is not None:
+            tokens.append(_Token("name", name.group().lower(), i + 1))
+            i = name.end()
+        elif text[i : i + 2] == "**":
             tokens.append(_Token("^", "**", i + 1))
             i += 2
         elif c in _OPERATORS:
             if c == "(":
-                calls.append(bool(tokens) and tokens[-1].kind == "name")
+                calls.append(bool(tokens) and tokens[-1].kind == "name" and tokens[-1].text != "of")
             elif c == ")" and calls:
                 calls.pop()
             tokens.append(_Token(c, text[i], i + 1))
@@ -134,10 +115,13 @@ def _tokenize(text: str) -> list[_Token]:
     return tokens
 
 
-def _check(value: Decimal, pos: int) -> Decimal:
-    """Enforce the magnitude bound, so no later step can build a number too large to handle cheaply."""
-    if abs(value) > MAX_MAGNITUDE:
-        raise _error(f"number at position {pos} exceeds the magnitude limit 1e100")
+def _check(value: Decimal, pos: int, what: str = "result") -> Decimal:
+    """Bound magnitudes both ways: nothing huge to compute with, nothing tiny to print as 0.000...0001."""
+    size = value.copy_abs()
+    if size > MAX_MAGNITUDE:
+        raise _error(f"{what} at position {pos} exceeds the magnitude limit 1e100")
+    if size and size < MIN_MAGNITUDE:
+        raise _error(f"{what} at position {pos} is below the smallest nonzero magnitude 1e-100")
     return +value  # rounds literals to the working precision
 
 
@@ -164,13 +148,13 @@ def _round(args: list[Decimal], pos: int) -> Decimal:
     return x.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
-# name -> (fewest arguments, most arguments or None for any, implementation)
-_FUNCTIONS: dict[str, tuple[int, int | None, Callable[[list[Decimal], int], Decimal]]] = {
-    "sqrt": (1, 1, _sqrt),
-    "abs": (1, 1, lambda args, _pos: abs(args[0])),
-    "round": (1, 2, _round),
-    "min": (1, None, lambda args, _pos: min(args)),
-    "max": (1, None, lambda args, _pos: max(args)),
+# name -> (most arguments, or 0 for any number; the grammar guarantees at least one), implementation
+_FUNCTIONS: dict[str, tuple[int, Callable[[list[Decimal], int], Decimal]]] = {
+    "sqrt": (1, _sqrt),
+    "abs": (1, lambda args, _pos: abs(args[0])),
+    "round": (2, _round),
+    "min": (0, lambda args, _pos: min(args)),
+    "max": (0, lambda args, _pos: max(args)),
 }
 
 
@@ -204,7 +188,7 @@ class _Parser:
 
     def expr(self) -> Decimal:
         value = self.term()
-        while self.tok.kind in "+-":
+        while self.tok.kind in ("+", "-"):
             op = self.advance()
             right = self.term()
             value = _check(value + right if op.kind == "+" else value - right, op.pos)
@@ -227,7 +211,7 @@ class _Parser:
 
     def signed(self) -> Decimal:
         negate = False
-        while self.tok.kind in "+-":
+        while self.tok.kind in ("+", "-"):
             negate ^= self.advance().kind == "-"
         value = self.power()
         return -value if negate else value
@@ -252,9 +236,8 @@ class _Parser:
     def postfix(self) -> Decimal:
         value = self.primary()
         if self.tok.kind == "%":
-            self.advance()
-            value = value / 100
-            if self.tok.kind in ("num", "("):
+            value = _check(value / 100, self.advance().pos)
+            if self.tok.kind in ("num", "(") or (self.tok.kind == "name" and self.tok.text != "of"):
                 raise _error(f"unexpected {self.tok.text!r} at position {self.tok.pos}: '%' means percent, "
                              "not modulo (write '10% of 50' for a percentage of a number)")
         return value
@@ -293,10 +276,10 @@ class _Parser:
             self.advance()
             args.append(self.expr())
         self.close(opening)
-        fewest, most, function = _FUNCTIONS[name.text]
-        if len(args) < fewest or (most is not None and len(args) > most):
-            expected = str(fewest) if fewest == most else f"{fewest} to {most}" if most else f"at least {fewest}"
-            raise _error(f"{name.text} takes {expected} argument(s), got {len(args)} (at position {name.pos})")
+        most, function = _FUNCTIONS[name.text]
+        if most and len(args) > most:
+            expected = "1 argument" if most == 1 else f"1 or {most} arguments"
+            raise _error(f"{name.text} takes {expected}, got {len(args)} (at position {name.pos})")
         return _check(function(args, name.pos), name.pos)
 
 
@@ -312,9 +295,9 @@ def evaluate(expression: str) -> Decimal:
             value = parser.expr()
             if parser.tok.kind != "end":
                 raise parser.unexpected()
-        except DecimalException as exc:  # a bound above should always fire first; this is the backstop
+        except decimal.DecimalException as exc:  # the bounds above should fire first: a backstop
             raise _error(f"arithmetic error: {type(exc).__name__}") from None
-        return value + 0 if value.is_zero() else value  # -0 becomes 0
+        return Decimal(0) if value.is_zero() else value  # no -0 or 0E-7
 
 
 def _plain(value: Decimal, digits: int = PRECISION) -> str:

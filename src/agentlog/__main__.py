@@ -1,0 +1,3 @@
+from agentlog.cli import app
+
+app()

@@ -1,0 +1,239 @@
+"""The `agentlog` command line: thin typer commands over library calls."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentlog.config import Settings
+from agentlog.errors import AgentlogError
+
+app = typer.Typer(help="agentlog: a durable, auditable LLM agent on Apache Kafka.", no_args_is_help=True)
+kafka_app = typer.Typer(help="The local single-node Kafka broker (KRaft).", no_args_is_help=True)
+dlq_app = typer.Typer(help="The dead-letter queue.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(dlq_app, name="dlq")
+console = Console()
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=os.environ.get("AGENTLOG_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s", stream=sys.stderr)
+
+
+def _broker(settings: Settings) -> object:
+    from agentlog.kafka.broker import LocalBroker
+
+    return LocalBroker(settings.kafka_dir)
+
+
+def _fail(error: Exception) -> typer.Exit:
+    console.print(f"[red]error:[/red] {error}")
+    return typer.Exit(1)
+
+
+@kafka_app.command("start")
+def kafka_start() -> None:
+    """Fetch the Kafka jars (first time) and start the broker under var/kafka."""
+    from agentlog.kafka.broker import LocalBroker
+
+    settings = _settings()
+    if settings.external_cluster:
+        console.print(f"KAFKA_BOOTSTRAP_SERVERS is set ({settings.bootstrap_servers}): using that cluster, "
+                      "not starting a local broker")
+        return
+    try:
+        bootstrap = LocalBroker(settings.kafka_dir).start()
+    except AgentlogError as error:
+        raise _fail(error) from error
+    console.print(f"Kafka is up at {bootstrap} (data in {settings.kafka_dir / 'data'})")
+
+
+@kafka_app.command("stop")
+def kafka_stop() -> None:
+    """Stop the local broker cleanly (SIGTERM, then SIGKILL after 30 s)."""
+    from agentlog.kafka.broker import LocalBroker
+
+    stopped = LocalBroker(_settings().kafka_dir).stop()
+    console.print("Kafka stopped" if stopped else "Kafka was not running")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Say whether the local broker (or the configured cluster) is up."""
+    from agentlog.kafka.broker import LocalBroker
+
+    settings = _settings()
+    if settings.external_cluster:
+        console.print(f"using the external cluster {settings.bootstrap_servers}")
+        return
+    status = LocalBroker(settings.kafka_dir).status()
+    if status.running:
+        console.print(f"Kafka {status.version} is up at {status.bootstrap} (pid {status.pid}, "
+                      f"{'reachable' if status.reachable else 'NOT answering'}); data in {status.data_dir}")
+    else:
+        console.print(f"Kafka is down (data in {status.data_dir})")
+        raise typer.Exit(3)
+
+
+@app.command("init")
+def init() -> None:
+    """Create the topics and publish the schemas (idempotent; `up` does this too)."""
+    from agentlog.events.registry import bootstrap_codec
+    from agentlog.kafka.topics import ensure_topics
+
+    settings = _settings()
+    try:
+        created = ensure_topics(settings)
+        codec = bootstrap_codec(settings, "cli")
+    except AgentlogError as error:
+        raise _fail(error) from error
+    console.print(f"topics created: {', '.join(created) or 'none (all existed)'}; "
+                  f"{len(codec.subjects())} schemas registered")
+
+
+@app.command("topics")
+def topics() -> None:
+    """The topics, their partition counts and the configs agentlog relies on."""
+    from agentlog.kafka.topics import TOPICS, describe_topics
+
+    settings = _settings()
+    described = describe_topics(settings)
+    table = Table("topic", "partitions", "cleanup.policy", "retention.ms", "purpose")
+    for spec in TOPICS:
+        info = described.get(settings.topic(spec.name))
+        if info is None:
+            table.add_row(settings.topic(spec.name), "missing", "", "", spec.purpose)
+            continue
+        config = info["config"]
+        assert isinstance(config, dict)
+        table.add_row(settings.topic(spec.name), str(info["partitions"]), config.get("cleanup.policy", ""),
+                      config.get("retention.ms", ""), spec.purpose)
+    console.print(table)
+
+
+@app.command("service")
+def service(name: Annotated[str, typer.Argument(help="router, orchestrator, tool-worker, aggregator, synthesis")]) -> None:
+    """Run one service in the foreground (what `up` starts once per service)."""
+    from agentlog.services.runtime import SERVICES, run_service
+
+    if name not in SERVICES:
+        raise _fail(ValueError(f"unknown service {name!r}; known: {', '.join(SERVICES)}"))
+    _setup_logging()
+    run_service(name, _settings())
+
+
+@app.command("up")
+def up(
+    services: Annotated[str, typer.Option(help="comma-separated services to run (default: all)")] = "",
+) -> None:
+    """Start the broker (unless KAFKA_BOOTSTRAP_SERVERS is set), create topics, run every service."""
+    from agentlog.events.registry import bootstrap_codec
+    from agentlog.kafka.broker import LocalBroker
+    from agentlog.kafka.topics import ensure_topics
+    from agentlog.services.runtime import SERVICES
+    from agentlog.supervisor import Supervisor
+
+    _setup_logging()
+    settings = _settings()
+    names = [s.strip() for s in services.split(",") if s.strip()] or list(SERVICES)
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown:
+        raise _fail(ValueError(f"unknown services {unknown}; known: {', '.join(SERVICES)}"))
+    try:
+        if not settings.external_cluster:
+            bootstrap = LocalBroker(settings.kafka_dir).start()
+            console.print(f"Kafka is up at {bootstrap}")
+        ensure_topics(settings)
+        bootstrap_codec(settings, "supervisor")
+    except AgentlogError as error:
+        raise _fail(error) from error
+    console.print(f"running {', '.join(names)}; logs in {settings.log_dir}. "
+                  "Ask in another terminal: agentlog ask \"What is 12.5% of 240?\"  (Ctrl-C stops)")
+    Supervisor(settings, names).run()
+
+
+@app.command("down")
+def down() -> None:
+    """Stop the local broker (services started by `up` stop with it on Ctrl-C)."""
+    kafka_stop()
+
+
+@app.command("ask")
+def ask(
+    question: Annotated[str, typer.Argument(help="the question")],
+    conversation: Annotated[str, typer.Option(help="conversation id (default: a new one)")] = "",
+    user: Annotated[str, typer.Option(help="user id")] = "cli-user",
+    plan: Annotated[Path | None, typer.Option(help="a JSON plan to run instead of the planner's")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the answer")] = 60.0,
+    quiet: Annotated[bool, typer.Option(help="print only the answer")] = False,
+) -> None:
+    """Send a question, print the turn's events as they arrive, then the final answer."""
+    from agentlog.conversation import ConversationClient, EventWatcher, TurnTimeout, follow_turn
+    from agentlog.events.codec import Codec
+    from agentlog.events.registry import SchemaRegistry
+
+    settings = _settings()
+    conversation_id = conversation or f"conv-{uuid.uuid4().hex[:16]}"
+    try:
+        codec = Codec(SchemaRegistry(settings).read_all() or None)
+        watcher = EventWatcher(settings, codec)
+        client = ConversationClient(settings, codec)
+        plan_json = orjson.loads(plan.read_bytes()) if plan else None
+        sent = client.question(conversation_id, user, question, plan=plan_json)
+        first_ms = sent.timestamp_ms
+        for event in follow_turn(watcher, conversation_id, sent.turn_id, timeout):
+            if event.type == "FinalAnswerSynthesized":
+                if not quiet:
+                    console.print(f"[dim]+{event.timestamp_ms - first_ms:>6} ms[/dim]  [bold]answer[/bold]")
+                console.print(event.payload["message"])
+            elif not quiet:
+                console.print(f"[dim]+{event.timestamp_ms - first_ms:>6} ms[/dim]  {event.type:<26} "
+                              f"[dim]{event.source}[/dim] {_summary(event.payload)}")
+    except TurnTimeout as error:
+        raise _fail(error) from error
+    except AgentlogError as error:
+        raise _fail(error) from error
+    if not quiet:
+        console.print(f"[dim]conversation {conversation_id}, turn {sent.turn_id}[/dim]")
+
+
+def _summary(payload: object) -> str:
+    if not isinstance(payload, dict):
+        return ""
+    for key in ("tool", "reason", "userInput"):
+        if key in payload:
+            extra = f" {payload.get('stepId', '')}#{payload.get('attempt', '')}" if key == "tool" else ""
+            return f"{payload[key]}{extra}"[:100]
+    if "plan" in payload:
+        return f"{len(payload['plan']['steps'])} step(s) by {payload.get('planner')}"
+    return ""
+
+
+@dlq_app.command("list")
+def dlq_list() -> None:
+    """Every dead letter: where it came from, why, and the start of its original bytes."""
+    from agentlog.kafka.dlq import read_dead_letters
+
+    table = Table("#", "failed at", "service", "source", "type", "reason", "original")
+    count = 0
+    for letter in read_dead_letters(_settings()):
+        r = letter.record
+        table.add_row(str(letter.offset), r["failedAt"], r["service"],
+                      f"{r['sourceTopic']}[{r['sourcePartition']}]@{r['sourceOffset']}", r["messageType"] or "",
+                      r["reason"], letter.original_text(80))
+        count += 1
+    console.print(table if count else "the dead-letter queue is empty")

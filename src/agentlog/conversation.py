@@ -1,0 +1,108 @@
+"""Client side of a conversation: send a question, follow its turn's events to the final answer.
+
+Used by `agentlog ask`, the tests and the benchmark. The watcher starts at the event store's end
+*before* the command is sent, so no event of the turn can slip past it; events are de-duplicated
+by id, as every reader of the log must.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from agentlog.config import Settings
+from agentlog.errors import AgentlogError
+from agentlog.events.codec import Codec
+from agentlog.events.envelope import Envelope, command, new_id
+from agentlog.kafka.client import consumer_config, producer_config
+from agentlog.kafka.topics import CONVERSATION_EVENTS, USER_COMMANDS
+
+SOURCE = "cli"
+
+
+class TurnTimeout(AgentlogError):
+    """No final answer arrived before the deadline; the turn may still finish later."""
+
+
+class EventWatcher:
+    """Reads conversation-events from the current end on, for a set of conversations."""
+
+    def __init__(self, settings: Settings, codec: Codec) -> None:
+        self.codec = codec
+        self.topic = settings.topic(CONVERSATION_EVENTS)
+        self.consumer = Consumer(consumer_config(settings, None, "agentlog-watch"))
+        metadata = self.consumer.list_topics(self.topic, timeout=30).topics[self.topic]
+        assignment = []
+        for partition in metadata.partitions:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=30)
+            assignment.append(TopicPartition(self.topic, partition, high))
+        self.consumer.assign(assignment)
+        self.seen: set[str] = set()
+
+    def events(self, timeout: float) -> Iterator[Envelope]:
+        """Yield new events (any conversation) for up to `timeout` seconds of silence-free polling."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.consumer.consume(100, min(0.1, max(0.0, deadline - time.monotonic()))):
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise AgentlogError(f"reading {self.topic}: {error}")
+                    continue
+                try:
+                    envelope = self.codec.decode(message.value())
+                except AgentlogError:
+                    continue
+                if envelope.id in self.seen:
+                    continue
+                self.seen.add(envelope.id)
+                yield envelope
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class ConversationClient:
+    def __init__(self, settings: Settings, codec: Codec, source: str = SOURCE) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.source = source
+        self.producer = Producer(producer_config(settings, f"agentlog-{source}"))
+
+    def send(self, envelope: Envelope) -> None:
+        self.producer.produce(self.settings.topic(USER_COMMANDS), key=envelope.conversation_id.encode(),
+                              value=self.codec.encode(envelope))
+        if self.producer.flush(30):
+            raise AgentlogError("Kafka did not acknowledge the command within 30 s")
+
+    def question(self, conversation_id: str, user_id: str, text: str, *, turn_id: str | None = None,
+                 plan: Mapping[str, Any] | None = None) -> Envelope:
+        payload: dict[str, Any] = {"userInput": text}
+        if plan is not None:
+            payload["plan"] = dict(plan)
+        envelope = command("UserQueryReceived", conversation_id=conversation_id, turn_id=turn_id or new_id(),
+                           user_id=user_id, payload=payload, source=self.source)
+        self.send(envelope)
+        return envelope
+
+    def reset(self, conversation_id: str, user_id: str) -> Envelope:
+        envelope = command("UserControl", conversation_id=conversation_id, turn_id=new_id(), user_id=user_id,
+                           payload={"command": "reset"}, source=self.source)
+        self.send(envelope)
+        return envelope
+
+
+def follow_turn(watcher: EventWatcher, conversation_id: str, turn_id: str, timeout: float) -> Iterator[Envelope]:
+    """Yield the turn's events until its FinalAnswerSynthesized; TurnTimeout past the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in watcher.events(min(1.0, max(0.0, deadline - time.monotonic()))):
+            if event.conversation_id == conversation_id and event.turn_id == turn_id:
+                yield event
+                if event.type == "FinalAnswerSynthesized":
+                    return
+    raise TurnTimeout(f"no final answer for turn {turn_id} within {timeout:.0f} s; it may still arrive "
+                      f"(its events are keyed by conversation {conversation_id} in conversation-events)")

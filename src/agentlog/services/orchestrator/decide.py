@@ -1,0 +1,247 @@
+"""The orchestrator's decisions: a pure fold from (state, event) to (state, messages to send).
+
+Rules:
+- PlanGenerated starts a turn (once per turn) and dispatches every step without dependencies.
+- A step attempt is a ToolInvocationRequested command plus its audit event. The invocation id is
+  derived from (conversation, turn, step, attempt); the idempotency key from (conversation, turn,
+  step) only, so a retry can never repeat the effect of an earlier attempt.
+- A success of any attempt completes the step; a failure of the current attempt is retried after
+  a back-off if it is retryable and attempts remain, else the step fails and its dependants are
+  skipped. Failures of older attempts are stale and ignored.
+- Time enters only as events: StepTimerFired (timeout or end of back-off) is produced by the
+  service when a deadline held in state passes; deadlines come from event timestamps, so replay
+  reaches the same state.
+- When every step is final: PlanCompleted if all succeeded, else PlanFailed naming what failed
+  and what succeeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from agentlog.events.envelope import Envelope, caused_by, derive_id, timestamp_ms
+from agentlog.events.plan import Plan, resolve_arguments
+from agentlog.kafka.eos import Output
+from agentlog.kafka.topics import CONVERSATION_EVENTS, TOOL_INVOCATION_REQUESTS
+from agentlog.services.orchestrator.state import RECENT_IDS, ConversationState, StepState, TurnState
+from agentlog.state.fold import Decision
+
+SOURCE = "orchestrator"
+DEFAULT_TIMEOUT_MS = 30_000
+DEFAULT_MAX_ATTEMPTS = 3
+BACKOFF_BASE_MS = 200
+BACKOFF_MAX_MS = 5_000
+
+
+def backoff_ms(failed_attempt: int) -> int:
+    return int(min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (failed_attempt - 1)))
+
+
+def invocation_id(conversation_id: str, turn_id: str, step_id: str, attempt: int) -> str:
+    return derive_id(conversation_id, turn_id, step_id, attempt, "invocation")
+
+
+def idempotency_key(conversation_id: str, turn_id: str, step_id: str) -> str:
+    return derive_id(conversation_id, turn_id, step_id, "idempotency")
+
+
+@dataclass(frozen=True)
+class Timer:
+    due_ms: int
+    turn_id: str
+    step_id: str
+    attempt: int
+    purpose: str  # "timeout" | "retry"
+
+
+class _Turn:
+    """A working copy of one turn while one event is being decided."""
+
+    def __init__(self, conversation_id: str, turn: TurnState, cause: Envelope, now: datetime) -> None:
+        self.conversation_id = conversation_id
+        self.turn = turn
+        self.steps = dict(turn.steps)
+        self.cause = cause
+        self.now = now
+        self.outputs: list[Output] = []
+
+    def emit(self, topic: str, kind: str, type_: str, payload: dict[str, Any], *id_parts: object) -> None:
+        self.outputs.append(Output(topic, caused_by(self.cause, kind, type_, payload,  # type: ignore[arg-type]
+                                                    source=SOURCE, now=self.now, id_parts=id_parts)))
+
+    def dispatch(self, step: StepState) -> None:
+        attempt = step.attempt + 1
+        values = {s.id: s.value for s in self.steps.values() if s.status == "succeeded"}
+        arguments = resolve_arguments(step.arguments, values)
+        payload = {
+            "invocationId": invocation_id(self.conversation_id, self.turn.turn_id, step.id, attempt),
+            "idempotencyKey": idempotency_key(self.conversation_id, self.turn.turn_id, step.id),
+            "stepId": step.id,
+            "attempt": attempt,
+            "tool": step.tool,
+            "arguments": arguments,
+            "timeoutMs": step.timeout_ms,
+        }
+        self.emit(TOOL_INVOCATION_REQUESTS, "command", "ToolInvocationRequested", payload, step.id, attempt)
+        self.emit(CONVERSATION_EVENTS, "event", "ToolInvocationRequested", payload, step.id, attempt)
+        self.steps[step.id] = replace(step, status="running", attempt=attempt, retry_at_ms=None,
+                                      deadline_ms=_ms(self.now) + step.timeout_ms)
+
+    def finish_step(self, step: StepState, status: str, value: Any = None, error: dict[str, Any] | None = None) -> None:
+        done = replace(step, status=status, value=value, error=error,  # type: ignore[arg-type]
+                       deadline_ms=None, retry_at_ms=None)
+        self.steps[step.id] = done
+        self.emit(CONVERSATION_EVENTS, "event", "PlanStepCompleted",
+                  {"stepId": step.id, "tool": step.tool, "status": status, "attempts": step.attempt,
+                   "error": error}, step.id)
+
+    def fail_attempt(self, step: StepState, error: dict[str, Any], at_ms: int) -> None:
+        if error.get("retryable") and step.attempt < step.max_attempts:
+            self.steps[step.id] = replace(step, status="backoff", deadline_ms=None, error=error,
+                                          retry_at_ms=at_ms + backoff_ms(step.attempt))
+        else:
+            self.finish_step(step, "failed", error=error)
+
+    def advance(self) -> TurnState:
+        """Skip steps whose dependencies failed, dispatch ready ones, finish the turn when all are final."""
+        progress = True
+        while progress:
+            progress = False
+            for step in list(self.steps.values()):
+                if step.status != "pending":
+                    continue
+                deps = [self.steps[d] for d in step.depends_on]
+                if any(d.status in ("failed", "skipped") for d in deps):
+                    self.finish_step(step, "skipped", error=None)
+                    progress = True
+                elif all(d.status == "succeeded" for d in deps):
+                    self.dispatch(step)
+        if self.turn.status == "running" and all(s.terminal for s in self.steps.values()):
+            return self._close()
+        return replace(self.turn, steps=self.steps)
+
+    def _close(self) -> TurnState:
+        failed = [s for s in self.steps.values() if s.status == "failed"]
+        succeeded = [s.id for s in self.steps.values() if s.status == "succeeded"]
+        if not failed and len(succeeded) == len(self.steps):
+            self.emit(CONVERSATION_EVENTS, "event", "PlanCompleted",
+                      {"finalAnswerSynthesisRequired": self.turn.synthesis_required, "stepCount": len(self.steps)})
+            return replace(self.turn, steps=self.steps, status="completed")
+        first = failed[0]
+        message = (first.error or {}).get("message", "unknown error")
+        reason = f"step {first.id} ({first.tool}) failed after {first.attempt} attempt(s): {message}"
+        self.emit(CONVERSATION_EVENTS, "event", "PlanFailed",
+                  {"stage": "execution", "reason": reason, "failedStepIds": [s.id for s in failed],
+                   "succeededStepIds": succeeded})
+        return replace(self.turn, steps=self.steps, status="failed")
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def start_turn(event: Envelope) -> TurnState:
+    plan = Plan.from_json(event.payload["plan"])
+    raw_steps = {s["id"]: s for s in event.payload["plan"]["steps"]}
+    steps = {
+        s.id: StepState(id=s.id, tool=s.tool, arguments=dict(s.arguments), depends_on=s.depends_on,
+                        timeout_ms=int(raw_steps[s.id].get("timeoutMs", DEFAULT_TIMEOUT_MS)),
+                        max_attempts=int(raw_steps[s.id].get("maxAttempts", DEFAULT_MAX_ATTEMPTS)))
+        for s in plan.steps
+    }
+    return TurnState(turn_id=event.turn_id, user_id=event.user_id, plan_event_id=event.id,
+                     synthesis_required=plan.synthesis_required, steps=steps)
+
+
+class OrchestratorDecider:
+    """The Decider the orchestrator service and `agentlog replay` share."""
+
+    def initial(self, conversation_id: str) -> ConversationState:
+        return ConversationState(conversation_id=conversation_id)
+
+    def dump(self, state: ConversationState) -> Any:
+        return state.to_json()
+
+    def load(self, raw: Any) -> ConversationState:
+        return ConversationState.from_json(raw)
+
+    def decide(self, state: ConversationState, event: Envelope, now: datetime) -> Decision[ConversationState]:
+        if event.kind != "event" or event.id in state.recent_ids:
+            return Decision(state, [])
+        recent = (*state.recent_ids[-(RECENT_IDS - 1):], event.id)
+        turn = state.turns.get(event.turn_id)
+        if event.type == "PlanGenerated":
+            if turn is not None:
+                return Decision(replace(state, recent_ids=recent), [])
+            work = _Turn(state.conversation_id, start_turn(event), event, now)
+        elif turn is None or turn.status != "running":
+            return Decision(replace(state, recent_ids=recent), [])
+        else:
+            work = _Turn(state.conversation_id, turn, event, now)
+            if not _apply_step_event(work, event):
+                return Decision(replace(state, recent_ids=recent), [])
+        new_turn = work.advance()
+        turns = {**state.turns, new_turn.turn_id: new_turn}
+        return Decision(replace(state, turns=turns, recent_ids=recent), work.outputs)
+
+
+def _apply_step_event(work: _Turn, event: Envelope) -> bool:
+    """Fold a step-level event into the working turn; False when it changes nothing."""
+    payload = event.payload
+    step = work.steps.get(str(payload.get("stepId")))
+    if step is None or step.terminal:
+        return False
+    attempt = int(payload.get("attempt", 0))
+    if event.type == "ToolInvocationRequested":
+        # Our own audit event: its timestamp fixes the deadline, in live processing and in replay alike.
+        if step.status == "running" and attempt == step.attempt:
+            work.steps[step.id] = replace(step, deadline_ms=event.timestamp_ms + int(payload["timeoutMs"]))
+        return False
+    if event.type == "ToolInvocationResulted":
+        if payload["status"] == "succeeded":
+            work.finish_step(step, "succeeded", value=payload["output"]["value"])
+            return True
+        if step.status != "running" or attempt != step.attempt:
+            return False  # a stale failure of an attempt already timed out or retried
+        work.fail_attempt(step, payload["error"], event.timestamp_ms)
+        return True
+    if event.type == "StepTimerFired":
+        if payload["purpose"] == "timeout" and step.status == "running" and attempt == step.attempt:
+            error = {"type": "Timeout", "retryable": True,
+                     "message": f"attempt {attempt} got no result within {step.timeout_ms} ms"}
+            work.fail_attempt(step, error, event.timestamp_ms)
+            return True
+        if payload["purpose"] == "retry" and step.status == "backoff" and attempt == step.attempt:
+            work.dispatch(step)
+            return True
+    return False
+
+
+def pending_timers(state: ConversationState) -> list[Timer]:
+    timers = []
+    for turn in state.turns.values():
+        if turn.status != "running":
+            continue
+        for step in turn.steps.values():
+            if step.status == "running" and step.deadline_ms is not None:
+                timers.append(Timer(step.deadline_ms, turn.turn_id, step.id, step.attempt, "timeout"))
+            elif step.status == "backoff" and step.retry_at_ms is not None:
+                timers.append(Timer(step.retry_at_ms, turn.turn_id, step.id, step.attempt, "retry"))
+    return timers
+
+
+def timer_event(state: ConversationState, timer: Timer, now: datetime) -> Envelope:
+    """The StepTimerFired event for a due timer; its id is derived, so firing twice is harmless."""
+    turn = state.turns[timer.turn_id]
+    root = Envelope(id=turn.plan_event_id, kind="event", type="PlanGenerated",
+                    conversation_id=state.conversation_id, turn_id=turn.turn_id, user_id=turn.user_id,
+                    timestamp="", source=SOURCE, payload={}, correlation_id=turn.turn_id)
+    return caused_by(root, "event", "StepTimerFired",
+                     {"stepId": timer.step_id, "attempt": timer.attempt, "purpose": timer.purpose},
+                     source=SOURCE, now=now, id_parts=(timer.step_id, timer.attempt, timer.purpose))
+
+
+def timestamp_of(event: Envelope) -> int:
+    return timestamp_ms(event.timestamp)

@@ -1,0 +1,78 @@
+"""The orchestrator service: the shared fold loop plus timers for step deadlines and back-offs.
+
+Timers are derived from state after every change; when one is due the service appends a
+StepTimerFired event (in the loop's transaction) and the fold reacts when it reads it back, so
+the decision a timer causes is in the log like every other decision.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from datetime import datetime
+
+from agentlog.events.envelope import utc_now
+from agentlog.kafka.eos import Output
+from agentlog.kafka.topics import CONVERSATION_EVENTS
+from agentlog.services.orchestrator.decide import OrchestratorDecider, Timer, pending_timers, timer_event
+from agentlog.services.orchestrator.state import ConversationState
+from agentlog.state.fold import FoldHandler
+from agentlog.state.store import PartitionStore
+
+
+class OrchestratorHandler(FoldHandler[ConversationState]):
+    def __init__(self, store: PartitionStore) -> None:
+        super().__init__(OrchestratorDecider(), store)
+        self.timers: dict[tuple[int, str], list[Timer]] = {}
+        self.heap: list[tuple[int, int, str]] = []
+        # Timers already turned into events, until the fold reads those events back.
+        self.fired: dict[tuple[int, str], set[Timer]] = {}
+
+    def on_state_changed(self, partition: int, key: str, state: ConversationState) -> None:
+        timers = pending_timers(state)
+        self.timers[(partition, key)] = timers
+        if (partition, key) in self.fired:
+            self.fired[(partition, key)] &= set(timers)
+        for timer in timers:
+            heapq.heappush(self.heap, (timer.due_ms, partition, key))
+
+    def on_recovered(self, partition: int) -> None:
+        for key, state in self.states.get(partition, {}).items():
+            self.on_state_changed(partition, key, state)
+
+    def on_revoke(self, partitions: list[object]) -> None:  # type: ignore[override]
+        super().on_revoke(partitions)  # type: ignore[arg-type]
+        owned = set(self.states)
+        self.timers = {k: v for k, v in self.timers.items() if k[0] in owned}
+        self.fired = {k: v for k, v in self.fired.items() if k[0] in owned}
+
+    def next_wakeup(self) -> float | None:
+        if not self.heap:
+            return None
+        wait_ms = self.heap[0][0] - int(time.time() * 1000)
+        return time.monotonic() + max(0, wait_ms) / 1000
+
+    def due(self, now: datetime) -> list[Output]:
+        now_ms = int(now.timestamp() * 1000)
+        due_keys: set[tuple[int, str]] = set()
+        while self.heap and self.heap[0][0] <= now_ms:
+            _, partition, key = heapq.heappop(self.heap)
+            due_keys.add((partition, key))
+        outputs = []
+        for partition, key in due_keys:
+            state = self.states.get(partition, {}).get(key)
+            fired = self.fired.setdefault((partition, key), set())
+            for timer in self.timers.get((partition, key), []):
+                if state is None or timer.due_ms > now_ms or timer in fired:
+                    continue
+                fired.add(timer)
+                outputs.append(Output(CONVERSATION_EVENTS, timer_event(state, timer, utc_now())))
+            # Timers not yet due stay armed.
+            for timer in self.timers.get((partition, key), []):
+                if timer.due_ms > now_ms:
+                    heapq.heappush(self.heap, (timer.due_ms, partition, key))
+        return outputs
+
+    def rewind(self) -> None:
+        super().rewind()
+        self.fired.clear()

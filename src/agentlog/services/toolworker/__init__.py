@@ -1,0 +1,1 @@
+"""Tool workers: run tool invocations and record each outcome once."""

@@ -1,0 +1,145 @@
+"""A Handler that folds one topic's events into per-conversation state kept in a PartitionStore.
+
+On assignment it loads the partition's states and recovers the gap between the store's applied
+offset L and the group's committed offset C by replaying [L, C) through the fold alone: the
+outputs of that range are already in the log. L > C means the group's offsets were reset or
+expired; starting then would re-run committed work, so it refuses with a clear error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from confluent_kafka import Message, TopicPartition
+
+from agentlog.errors import InvalidMessageError, StateOffsetAheadError
+from agentlog.events.envelope import Envelope, parse_timestamp
+from agentlog.kafka.eos import Handler, Output, TransactionalLoop
+from agentlog.kafka.reader import read_range
+from agentlog.state.store import PartitionStore
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Decision(Generic[S]):
+    state: S
+    outputs: list[Output]
+
+
+class Decider(Protocol[S]):
+    """Pure decision logic: a fold over one conversation's events that may emit outputs."""
+
+    def initial(self, conversation_id: str) -> S: ...
+
+    def decide(self, state: S, envelope: Envelope, now: datetime) -> Decision[S]: ...
+
+    def dump(self, state: S) -> Any: ...
+
+    def load(self, raw: Any) -> S: ...
+
+
+class FoldHandler(Handler, Generic[S]):
+    def __init__(self, decider: Decider[S], store: PartitionStore) -> None:
+        self.decider = decider
+        self.store = store
+        self.states: dict[int, dict[str, S]] = {}
+        self.dirty: dict[int, set[str]] = {}
+        self.loop: TransactionalLoop | None = None
+
+    def bind(self, loop: TransactionalLoop) -> None:
+        self.loop = loop
+
+    # -- recovery ------------------------------------------------------------------------------
+    def on_assign(self, partitions: list[TopicPartition]) -> None:
+        assert self.loop is not None
+        committed = {(tp.topic, tp.partition): tp.offset for tp in self.loop.committed(partitions)}
+        for tp in partitions:
+            self.recover(tp.topic, tp.partition, committed.get((tp.topic, tp.partition), -1))
+
+    def recover(self, topic: str, partition: int, committed: int) -> None:
+        loop = self.loop
+        assert loop is not None, "bind() comes before assignment"
+        applied = self.store.applied_offset(topic, partition)
+        states = {key: self.decider.load(raw) for key, raw in self.store.states(partition)}
+        self.states[partition] = states
+        self.dirty[partition] = set()
+        if applied is not None and (committed < 0 or applied > committed):
+            raise StateOffsetAheadError(
+                f"local state of {topic}[{partition}] has applied up to offset {applied} but the group has "
+                f"committed {committed}: the group's offsets were reset or expired. Delete {self.store.path} "
+                "to rebuild this state from the log, or restore the group's offsets."
+            )
+        if committed < 0 or applied == committed:
+            self.on_recovered(partition)
+            return
+        replayed = 0
+        for message in read_range(loop.settings, topic, starts={partition: applied or 0},
+                                  ends={partition: committed}):
+            try:
+                envelope = loop.codec.decode(message.value())
+            except InvalidMessageError:
+                continue  # it went to the dead-letter queue when it was first consumed
+            self._apply(partition, envelope, parse_timestamp(envelope.timestamp))
+            replayed += 1
+        self.store.write({partition: self._dirty_states(partition)}, {(topic, partition): committed})
+        self.dirty[partition] = set()
+        log.info("recovered %s[%s]: replayed %d events from %s to %s", topic, partition, replayed,
+                 applied if applied is not None else "the start", committed)
+        self.on_recovered(partition)
+
+    def on_recovered(self, partition: int) -> None:
+        """Hook for subclasses (e.g. re-arm timers) once a partition's state is current."""
+
+    def on_revoke(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.states.pop(tp.partition, None)
+            self.dirty.pop(tp.partition, None)
+
+    # -- processing ----------------------------------------------------------------------------
+    def _apply(self, partition: int, envelope: Envelope, now: datetime) -> list[Output]:
+        states = self.states.setdefault(partition, {})
+        key = envelope.conversation_id
+        current = states.get(key)
+        decision = self.decider.decide(current if current is not None else self.decider.initial(key),
+                                       envelope, now)
+        states[key] = decision.state
+        self.dirty.setdefault(partition, set()).add(key)
+        self.on_state_changed(partition, key, decision.state)
+        return decision.outputs
+
+    def on_state_changed(self, partition: int, key: str, state: S) -> None:
+        """Hook for subclasses that index state (e.g. timers)."""
+
+    def handle(self, envelope: Envelope, message: Message, now: datetime) -> list[Output]:
+        partition = message.partition()
+        assert partition is not None
+        return self._apply(partition, envelope, now)
+
+    def _dirty_states(self, partition: int) -> Mapping[str, Any]:
+        states = self.states.get(partition, {})
+        return {key: self.decider.dump(states[key]) for key in self.dirty.get(partition, ()) if key in states}
+
+    def after_commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        changed = {p: self._dirty_states(p) for p in self.dirty if self.dirty[p]}
+        self.store.write(changed, offsets)
+        for p in self.dirty:
+            self.dirty[p] = set()
+
+    def rewind(self) -> None:
+        for partition, keys in self.dirty.items():
+            states = self.states.get(partition, {})
+            for key in keys:
+                raw = self.store.get(partition, key)
+                if raw is None:
+                    states.pop(key, None)
+                else:
+                    states[key] = self.decider.load(raw)
+                    self.on_state_changed(partition, key, states[key])
+            keys.clear()

@@ -1,0 +1,54 @@
+"""Tools for tests and benchmarks, registered only when AGENTLOG_TEST_TOOLS=1.
+
+`recordEffect` counts its starts and its effects separately, in files under
+AGENTLOG_TEST_TOOL_DIR: every start appends a line to starts.jsonl; the effect is a row keyed by
+the step's idempotency key in effects.sqlite, inserted at most once. A crash test can then tell
+"the call started twice" (allowed: a crash before the result was recorded) from "the effect
+happened twice" (never allowed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from agentlog.tools.registry import ToolContext, ToolError, ToolOutput, tool
+
+
+def _directory() -> Path:
+    path = Path(os.environ.get("AGENTLOG_TEST_TOOL_DIR", "var/test-tools"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _record_start(context: ToolContext, label: str) -> None:
+    line = json.dumps({"label": label, "idempotencyKey": context.idempotency_key,
+                       "invocationId": context.invocation_id, "attempt": context.attempt, "pid": os.getpid()})
+    with open(_directory() / "starts.jsonl", "a", encoding="utf-8") as starts:
+        starts.write(line + "\n")
+
+
+def _record_effect(context: ToolContext, label: str) -> bool:
+    """Insert the effect row once per idempotency key; True if this call made the effect."""
+    with sqlite3.connect(_directory() / "effects.sqlite", timeout=30) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS effects (idempotency_key TEXT PRIMARY KEY, label TEXT, "
+                   "invocation_id TEXT, attempt INTEGER)")
+        cursor = db.execute("INSERT OR IGNORE INTO effects VALUES (?, ?, ?, ?)",
+                            (context.idempotency_key, label, context.invocation_id, context.attempt))
+        return cursor.rowcount == 1
+
+
+@tool("recordEffect", "Test tool: waits delayMs, then records one effect keyed by the idempotency key.")
+def record_effect(label: str, context: ToolContext, delayMs: int = 0, slowAttempts: int = 0,
+                  failAttempts: int = 0) -> ToolOutput:
+    _record_start(context, label)
+    if context.attempt <= failAttempts:
+        raise ToolError(f"attempt {context.attempt} fails on purpose", retryable=True, error_type="InjectedFailure")
+    if delayMs and (slowAttempts == 0 or context.attempt <= slowAttempts):
+        time.sleep(delayMs / 1000)
+    made = _record_effect(context, label)
+    return ToolOutput(value=label, text=f"effect {label} {'recorded' if made else 'was already recorded'}",
+                      data={"effectMade": made, "attempt": context.attempt})
