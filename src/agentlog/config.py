@@ -69,9 +69,9 @@ class Settings:
         if not _PREFIX_PATTERN.match(prefix):
             raise ConfigurationError(f"AGENTLOG_TOPIC_PREFIX {prefix!r} may hold only letters, digits, . _ -")
         extra = {
-            key[len("AGENTLOG_KAFKA_") :].lower().replace("_", "."): value
+            key[len("AGENTLOG_RDKAFKA_") :].lower().replace("_", "."): value
             for key, value in env.items()
-            if key.startswith("AGENTLOG_KAFKA_")
+            if key.startswith("AGENTLOG_RDKAFKA_")
         }
         return cls(
             var_dir=var_dir,

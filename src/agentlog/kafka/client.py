@@ -1,7 +1,7 @@
 """librdkafka configuration for every producer, consumer and admin client agentlog makes.
 
-One place decides the settings that the exactly-once protocol depends on; AGENTLOG_KAFKA_* env
-vars (e.g. AGENTLOG_KAFKA_SECURITY_PROTOCOL) are passed through for secured clusters.
+One place decides the settings that the exactly-once protocol depends on; AGENTLOG_RDKAFKA_* env
+vars (e.g. AGENTLOG_RDKAFKA_SECURITY_PROTOCOL) are passed through for secured clusters.
 """
 
 from __future__ import annotations

@@ -61,6 +61,7 @@ class RawOutput:
     topic: str
     key: bytes | None
     value: bytes
+    subject: str
 
 
 class Handler:
@@ -193,11 +194,12 @@ class TransactionalLoop:
         record = dlq.dead_letter_record(message, reason, self.service, message_type)
         key = message.key()
         return RawOutput(self.settings.topic(DEAD_LETTER_QUEUE), key if isinstance(key, bytes) else None,
-                         self.codec.encode_record(dlq.SUBJECT, record))
+                         self.codec.encode_record(dlq.SUBJECT, record), dlq.SUBJECT)
 
     def _encode(self, outputs: list[Output]) -> list[RawOutput]:
         return [
-            RawOutput(self.settings.topic(o.topic), o.envelope.conversation_id.encode(), self.codec.encode(o.envelope))
+            RawOutput(self.settings.topic(o.topic), o.envelope.conversation_id.encode(), self.codec.encode(o.envelope),
+                      o.envelope.subject)
             for o in outputs
         ]
 
@@ -212,7 +214,7 @@ class TransactionalLoop:
                     self.consumer.consumer_group_metadata(),
                     30,
                 )
-            pause_point(f"{self.service}.before_commit")
+            self._pause_points("before_commit", outputs)
             self._commit_with_retries()
         except KafkaException as exc:
             error: Any = exc.args[0]
@@ -225,8 +227,14 @@ class TransactionalLoop:
                 self._seek_to_committed()
                 return
             raise
-        pause_point(f"{self.service}.after_commit")
+        self._pause_points("after_commit", outputs)
         self.handler.after_commit(offsets)
+
+    def _pause_points(self, moment: str, outputs: list[RawOutput]) -> None:
+        """Crash tests stop a service at `<service>.<moment>` or `<service>.<moment>:<subject>`."""
+        pause_point(f"{self.service}.{moment}")
+        for subject in sorted({out.subject for out in outputs}):
+            pause_point(f"{self.service}.{moment}:{subject}")
 
     def _produce(self, out: RawOutput) -> None:
         while True:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from agentlog.services.router.planner import Planner, PlanningQuery, detect_language
 from confluent_kafka import Message
 
 from agentlog.errors import AgentlogError
@@ -18,6 +17,7 @@ from agentlog.events.envelope import Envelope, caused_by
 from agentlog.events.plan import Plan, PlanError
 from agentlog.kafka.eos import Handler, Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS
+from agentlog.services.router.planner import Planner, PlanningQuery, detect_language
 
 SOURCE = "router"
 

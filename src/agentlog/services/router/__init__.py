@@ -1,0 +1,1 @@
+"""The router service: turns each question into a plan (planners live in planner.py)."""

@@ -1,0 +1,48 @@
+"""One real Kafka broker per test session (KRaft, from the project's Maven jars), unless
+KAFKA_BOOTSTRAP_SERVERS points the suite at an existing cluster. Each test gets its own topic
+prefix and var/ directory, so tests never see each other's messages or state."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    from agentlog.kafka.broker import LocalBroker
+
+    broker = LocalBroker(tmp_path_factory.mktemp("kafka"), lib_dir=REPO / "var" / "kafka" / "lib")
+    bootstrap = broker.start(timeout=120)
+    try:
+        yield bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def agentlog_env(kafka_bootstrap: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for this test's services and clients: own topics (prefix), own var/ dir."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    env = dict(os.environ)
+    env.update({
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "AGENTLOG_TOPIC_PREFIX": prefix,
+        "AGENTLOG_VAR_DIR": str(tmp_path / "var"),
+        "AGENTLOG_TEST_TOOLS": "1",
+        "AGENTLOG_TEST_TOOL_DIR": str(tmp_path / "test-tools"),
+        "AGENTLOG_PAUSE_DIR": str(tmp_path / "pauses"),
+        "AGENTLOG_LOG_LEVEL": "INFO",
+    })
+    env.pop("AGENTLOG_PAUSE_AT", None)
+    return env

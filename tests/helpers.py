@@ -1,0 +1,125 @@
+"""Shared test helpers: waiting on conditions with deadlines, running services as OS processes,
+reading a conversation back from the log."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agentlog.config import Settings
+from agentlog.conversation import ConversationClient, EventWatcher, follow_turn
+from agentlog.events.codec import Codec
+from agentlog.events.envelope import Envelope
+from agentlog.kafka.reader import read_range
+from agentlog.kafka.topics import CONVERSATION_EVENTS, ensure_topics
+from agentlog.supervisor import spawn_service
+
+T = TypeVar("T")
+ALL_SERVICES = ("router", "orchestrator", "tool-worker", "aggregator", "synthesis")
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 30.0, what: str = "condition",
+             interval: float = 0.05) -> T:
+    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Stack:
+    """The services of one test, each its own OS process, with kill/restart and a client."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
+        self.settings = Settings.from_env(self.env)
+        ensure_topics(self.settings)
+        self.codec = Codec()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_dir = Path(self.env["AGENTLOG_VAR_DIR"]) / "log"
+        self.watcher = EventWatcher(self.settings, self.codec)
+        self.client = ConversationClient(self.settings, self.codec, source="test")
+
+    def start(self, *names: str, pause_at: Iterable[str] = (), extra_env: Mapping[str, str] | None = None) -> None:
+        for name in names or ALL_SERVICES:
+            env = dict(self.env)
+            env.update(extra_env or {})
+            if pause_at:
+                env["AGENTLOG_PAUSE_AT"] = ",".join(pause_at)
+            self.processes[name] = spawn_service(name, self.log_dir / f"{name}.log", env)
+
+    def kill(self, name: str) -> None:
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+    def restart(self, name: str, **kwargs: Any) -> None:
+        self.kill(name)
+        self.start(name, **kwargs)
+
+    def assert_alive(self) -> None:
+        for name, process in self.processes.items():
+            assert process.poll() is None, f"{name} died:\n{self.log(name)[-3000:]}"
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def ask(self, text: str, conversation_id: str, *, plan: Mapping[str, Any] | None = None,
+            timeout: float = 60.0) -> tuple[Envelope, list[Envelope]]:
+        sent = self.client.question(conversation_id, "tester", text, plan=plan)
+        return sent, self.follow(sent, timeout)
+
+    def follow(self, sent: Envelope, timeout: float = 60.0) -> list[Envelope]:
+        try:
+            return list(follow_turn(self.watcher, sent.conversation_id, sent.turn_id, timeout))
+        except Exception:
+            self.assert_alive()
+            raise
+
+    def conversation_log(self, conversation_id: str) -> list[Envelope]:
+        """Every event of a conversation in log order, duplicates included (as stored)."""
+        events = []
+        for message in read_range(self.settings, self.settings.topic(CONVERSATION_EVENTS)):
+            envelope = self.codec.decode(message.value())
+            if envelope.conversation_id == conversation_id:
+                events.append(envelope)
+        return events
+
+    def pause_marker(self, name: str) -> Path:
+        return Path(self.env["AGENTLOG_PAUSE_DIR"]) / name
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        self.watcher.close()
+
+
+def tool_counts(env: Mapping[str, str]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """(every start of recordEffect, effect rows per idempotency key)."""
+    directory = Path(env["AGENTLOG_TEST_TOOL_DIR"])
+    starts_file = directory / "starts.jsonl"
+    starts = [json.loads(line) for line in starts_file.read_text().splitlines()] if starts_file.exists() else []
+    effects: dict[str, int] = {}
+    if (directory / "effects.sqlite").exists():
+        with sqlite3.connect(directory / "effects.sqlite") as db:
+            for (key,) in db.execute("SELECT idempotency_key FROM effects"):
+                effects[key] = effects.get(key, 0) + 1
+    return starts, effects
