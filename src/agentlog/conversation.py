@@ -18,6 +18,7 @@ from agentlog.errors import AgentlogError
 from agentlog.events.codec import Codec
 from agentlog.events.envelope import Envelope, command, new_id
 from agentlog.kafka.client import consumer_config, producer_config
+from agentlog.kafka.reader import watermarks
 from agentlog.kafka.topics import CONVERSATION_EVENTS, USER_COMMANDS
 
 SOURCE = "cli"
@@ -37,7 +38,7 @@ class EventWatcher:
         metadata = self.consumer.list_topics(self.topic, timeout=30).topics[self.topic]
         assignment = []
         for partition in metadata.partitions:
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=30)
+            _, high = watermarks(self.consumer, self.topic, partition)
             assignment.append(TopicPartition(self.topic, partition, high))
         self.consumer.assign(assignment)
         self.seen: set[str] = set()

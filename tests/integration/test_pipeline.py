@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentlog.events.envelope import Envelope
+from agentlog.events.envelope import Envelope, derive_id
 from helpers import Stack, tool_counts, wait_for
 
 TURN_ORDER = ["UserQueryReceived", "PlanGenerated", "ToolInvocationRequested", "ToolInvocationResulted",
@@ -36,6 +36,12 @@ def assert_causal(events: list[Envelope], root: Envelope) -> None:
         assert event.causation_id in known or event.type == "StepTimerFired", (event.type, event.causation_id)
         assert event.correlation_id == root.turn_id
         known.add(event.id)
+        # Commands live on their own topics; their ids are derived from the event that records them.
+        if event.type == "ToolInvocationRequested":
+            known.add(derive_id(root.conversation_id, root.turn_id, event.payload["stepId"], event.payload["attempt"],
+                                "command", "ToolInvocationRequested"))
+        if event.type in ("PlanCompleted", "PlanFailed"):
+            known.add(derive_id(root.conversation_id, root.turn_id, "command", "SynthesizeFinalAnswerRequested"))
     known_commands = {e.payload.get("invocationId") for e in events if e.type == "ToolInvocationRequested"}
     results = [e for e in events if e.type == "ToolInvocationResulted"]
     assert all(r.payload["invocationId"] in known_commands for r in results)
@@ -84,7 +90,7 @@ def test_a_dependent_step_computes_with_the_first_steps_result(stack: Stack) -> 
                       {"id": "s2", "tool": "calculateMath", "arguments": {"expression": "{{s1}} + 10"},
                        "dependsOn": ["s1"]}],
             "finalAnswerSynthesisRequired": True}
-    _sent, live = stack.ask("six plus ten", "conv-dep", plan=plan)
+    _, live = stack.ask("six plus ten", "conv-dep", plan=plan)
     results = {e.payload["stepId"]: e.payload for e in live if e.type == "ToolInvocationResulted"}
     assert results["s2"]["output"]["value"] == 16
     requested = next(e for e in live if e.type == "ToolInvocationRequested" and e.payload["stepId"] == "s2")
@@ -93,7 +99,7 @@ def test_a_dependent_step_computes_with_the_first_steps_result(stack: Stack) -> 
 
 
 def test_a_failing_tool_ends_in_an_answer_that_says_what_failed(stack: Stack) -> None:
-    _sent, live = stack.ask("What is 1/0?", "conv-fail")
+    _, live = stack.ask("What is 1/0?", "conv-fail")
     answer = answer_of(live)
     assert answer.payload["outcome"] == "failed"
     assert "division by zero" in answer.payload["message"]
@@ -105,14 +111,18 @@ def test_a_timing_out_tool_is_retried_with_one_effect_and_a_clear_answer(stack: 
     plan = {"steps": [{"id": "slow", "tool": "recordEffect", "arguments": {"label": "slow", "delayMs": 2500},
                        "dependsOn": [], "timeoutMs": 400, "maxAttempts": 2}],
             "finalAnswerSynthesisRequired": True}
-    _sent, live = stack.ask("run the slow tool", "conv-timeout", plan=plan, timeout=90)
+    sent, live = stack.ask("run the slow tool", "conv-timeout", plan=plan, timeout=90)
     types = [e.type for e in live]
     assert types.count("StepTimerFired") >= 2  # a timeout, a retry, a second timeout
     answer = answer_of(live)
     assert answer.payload["outcome"] == "failed"
     assert "within 400 ms" in answer.payload["message"]
-    _starts, effects = tool_counts(stack.env)
     key = next(e for e in live if e.type == "ToolInvocationRequested").payload["idempotencyKey"]
+    # Both attempts run to their end after the turn failed; then count what they did.
+    wait_for(lambda: len([e for e in turn_events(stack, sent) if e.type == "ToolInvocationResulted"]) == 2,
+             timeout=30, what="both attempts to finish")
+    starts, effects = tool_counts(stack.env)
+    assert [s["attempt"] for s in starts] == [1, 2]
     assert effects == {key: 1}, "however many attempts start, the effect happens once"
 
 
@@ -140,7 +150,7 @@ def test_a_slow_first_attempt_that_finishes_late_still_completes_the_step_once(s
 ])
 def test_a_failing_planner_ends_in_an_answer_that_says_so(stack: Stack, question: str, plan: dict[str, object] | None,
                                                           expected: str) -> None:
-    _sent, live = stack.ask(question, "conv-planfail", plan=plan)
+    _, live = stack.ask(question, "conv-planfail", plan=plan)
     failed = next(e for e in live if e.type == "PlanFailed")
     assert failed.payload["stage"] == "planning"
     answer = answer_of(live)

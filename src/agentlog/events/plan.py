@@ -41,10 +41,17 @@ class PlanStep:
     tool: str
     arguments: Mapping[str, Any]
     depends_on: tuple[str, ...] = ()
+    timeout_ms: int | None = None
+    max_attempts: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "tool": self.tool, "arguments": dict(self.arguments),
-                "dependsOn": list(self.depends_on)}
+        raw: dict[str, Any] = {"id": self.id, "tool": self.tool, "arguments": dict(self.arguments),
+                               "dependsOn": list(self.depends_on)}
+        if self.timeout_ms is not None:
+            raw["timeoutMs"] = self.timeout_ms
+        if self.max_attempts is not None:
+            raw["maxAttempts"] = self.max_attempts
+        return raw
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,8 @@ class Plan:
     def from_json(cls, raw: Mapping[str, Any]) -> Plan:
         steps = tuple(
             PlanStep(id=s["id"], tool=s["tool"], arguments=dict(s.get("arguments", {})),
-                     depends_on=tuple(s.get("dependsOn", ())))
+                     depends_on=tuple(s.get("dependsOn", ())), timeout_ms=s.get("timeoutMs"),
+                     max_attempts=s.get("maxAttempts"))
             for s in raw["steps"]
         )
         plan = cls(steps=steps, synthesis_required=bool(raw.get("finalAnswerSynthesisRequired", True)))

@@ -9,11 +9,29 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from agentlog.config import Settings
 from agentlog.errors import BrokerError
 from agentlog.kafka.client import consumer_config
+
+_NOT_READY = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                        KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT})
+
+
+def watermarks(consumer: Consumer, topic: str, partition: int, timeout: float = 30.0) -> tuple[int, int]:
+    """Low and high watermark, retrying while a new partition's leader is still being elected."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0]
+            transient = error.retriable() or error.code() in _NOT_READY
+            if not transient or time.monotonic() > deadline:
+                raise BrokerError(f"cannot read the offsets of {topic}[{partition}]: {error}") from exc
+            time.sleep(0.05)
 
 
 def read_range(
@@ -31,7 +49,7 @@ def read_range(
         if metadata is None or metadata.error is not None:
             raise BrokerError(f"topic {topic} does not exist")
         for partition in sorted(metadata.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            low, high = watermarks(consumer, topic, partition, timeout)
             end = high if ends is None else ends.get(partition, high)
             start = max(low, (starts or {}).get(partition, OFFSET_BEGINNING))
             if start == OFFSET_BEGINNING:

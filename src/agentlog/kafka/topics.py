@@ -12,6 +12,7 @@ Choices (see README, "Topics"):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -84,7 +85,21 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             if "TOPIC_ALREADY_EXISTS" in str(error):
                 continue
             raise BrokerError(f"could not create topic {name}: {error}") from error
+    _wait_for_leaders(admin, [settings.topic(s.name) for s in wanted], timeout)
     return created
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """New partitions have no leader for a moment; clients that read right away would fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        if all(name in topics and topics[name].partitions
+               and all(p.leader >= 0 for p in topics[name].partitions.values()) for name in names):
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"partitions of {names} still have no leader after {timeout} s")
+        time.sleep(0.05)
 
 
 def describe_topics(settings: Settings, timeout: float = 30.0) -> dict[str, dict[str, object]]:

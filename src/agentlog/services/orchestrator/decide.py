@@ -144,11 +144,9 @@ def _ms(moment: datetime) -> int:
 
 def start_turn(event: Envelope) -> TurnState:
     plan = Plan.from_json(event.payload["plan"])
-    raw_steps = {s["id"]: s for s in event.payload["plan"]["steps"]}
     steps = {
         s.id: StepState(id=s.id, tool=s.tool, arguments=dict(s.arguments), depends_on=s.depends_on,
-                        timeout_ms=int(raw_steps[s.id].get("timeoutMs", DEFAULT_TIMEOUT_MS)),
-                        max_attempts=int(raw_steps[s.id].get("maxAttempts", DEFAULT_MAX_ATTEMPTS)))
+                        timeout_ms=s.timeout_ms or DEFAULT_TIMEOUT_MS, max_attempts=s.max_attempts or DEFAULT_MAX_ATTEMPTS)
         for s in plan.steps
     }
     return TurnState(turn_id=event.turn_id, user_id=event.user_id, plan_event_id=event.id,
@@ -196,9 +194,11 @@ def _apply_step_event(work: _Turn, event: Envelope) -> bool:
     attempt = int(payload.get("attempt", 0))
     if event.type == "ToolInvocationRequested":
         # Our own audit event: its timestamp fixes the deadline, in live processing and in replay alike.
-        if step.status == "running" and attempt == step.attempt:
-            work.steps[step.id] = replace(step, deadline_ms=event.timestamp_ms + int(payload["timeoutMs"]))
-        return False
+        deadline = event.timestamp_ms + int(payload["timeoutMs"])
+        if step.status != "running" or attempt != step.attempt or step.deadline_ms == deadline:
+            return False
+        work.steps[step.id] = replace(step, deadline_ms=deadline)
+        return True
     if event.type == "ToolInvocationResulted":
         if payload["status"] == "succeeded":
             work.finish_step(step, "succeeded", value=payload["output"]["value"])
