@@ -123,3 +123,21 @@ def tool_counts(env: Mapping[str, str]) -> tuple[list[dict[str, Any]], dict[str,
             for (key,) in db.execute("SELECT idempotency_key FROM effects"):
                 effects[key] = effects.get(key, 0) + 1
     return starts, effects
+
+
+def group_caught_up(settings: Settings, group: str, topic: str) -> bool:
+    """True when `group` has committed past the last message of every partition of `topic`."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from agentlog.kafka.client import consumer_config
+
+    physical = settings.topic(topic)
+    ends: dict[int, int] = {}
+    for message in read_range(settings, physical):
+        ends[message.partition()] = message.offset() + 1
+    consumer = Consumer(consumer_config(settings, group, "test-lag"))
+    try:
+        committed = consumer.committed([TopicPartition(physical, p) for p in ends], timeout=10)
+        return all(tp.offset >= ends[tp.partition] for tp in committed)
+    finally:
+        consumer.close()
