@@ -17,7 +17,7 @@ from agentlog.config import Settings
 from agentlog.errors import AgentlogError
 from agentlog.events.codec import Codec
 from agentlog.events.envelope import Envelope, command, new_id
-from agentlog.kafka.client import consumer_config, producer_config
+from agentlog.kafka.client import consumer_config, poll_batch, producer_config
 from agentlog.kafka.reader import watermarks
 from agentlog.kafka.topics import CONVERSATION_EVENTS, USER_COMMANDS
 
@@ -47,7 +47,7 @@ class EventWatcher:
         """Yield new events (any conversation) for up to `timeout` seconds of silence-free polling."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for message in self.consumer.consume(100, min(0.1, max(0.0, deadline - time.monotonic()))):
+            for message in poll_batch(self.consumer, 100, min(0.1, max(0.0, deadline - time.monotonic()))):
                 error = message.error()
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from confluent_kafka import Consumer, Message
+
 from agentlog.config import Settings
 
 
@@ -63,3 +65,16 @@ def consumer_config(settings: Settings, group: str | None, client_id: str) -> di
         "heartbeat.interval.ms": 1000,
     })
     return config
+
+
+def poll_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:
+    """Wait for one message, then take whatever else is already fetched.
+
+    `Consumer.consume(n, timeout)` waits until n messages or the timeout, which adds the whole
+    timeout to every hop when traffic is light; this returns as soon as anything arrives and still
+    batches under load.
+    """
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(max_messages - 1, 0)]

@@ -39,7 +39,7 @@ from agentlog.events.codec import Codec
 from agentlog.events.envelope import Envelope, utc_now
 from agentlog.faults import pause_point
 from agentlog.kafka import dlq
-from agentlog.kafka.client import consumer_config, transactional_producer_config
+from agentlog.kafka.client import consumer_config, poll_batch, transactional_producer_config
 from agentlog.kafka.topics import DEAD_LETTER_QUEUE
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class TransactionalLoop:
         return min(MAX_IDLE_WAIT, max(0.0, wakeup - time.monotonic()))
 
     def _poll_once(self) -> None:
-        messages = self.consumer.consume(BATCH_SIZE, self._poll_timeout())
+        messages = poll_batch(self.consumer, BATCH_SIZE, self._poll_timeout())
         now = utc_now()
         outputs: list[RawOutput] = []
         offsets: dict[tuple[str, int], int] = {}
