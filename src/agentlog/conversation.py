@@ -72,6 +72,8 @@ class ConversationClient:
         self.codec = codec
         self.source = source
         self.producer = Producer(producer_config(settings, f"agentlog-{source}"))
+        # Connect now, so the first question does not pay for the connection in its latency.
+        self.producer.list_topics(timeout=10)
 
     def send(self, envelope: Envelope) -> None:
         self.producer.produce(self.settings.topic(USER_COMMANDS), key=envelope.conversation_id.encode(),

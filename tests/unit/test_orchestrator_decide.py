@@ -176,3 +176,36 @@ def test_replay_of_the_log_reaches_the_live_state() -> None:
         replayed, _ = run(replayed, event, now=datetime.fromisoformat(event.timestamp))
     assert replayed.turns == state.turns
     assert DECIDER.load(DECIDER.dump(state)) == state
+
+
+def test_local_tools_run_inside_the_decision_and_chain_without_a_round_trip() -> None:
+    import agentlog.tools.math  # noqa: F401  (registers calculateMath)
+    from agentlog.tools.registry import DEFAULT_REGISTRY
+
+    spec = DEFAULT_REGISTRY.get("calculateMath")
+    assert spec is not None and spec.local
+    local = OrchestratorDecider({"calculateMath": spec})
+    decision = local.decide(local.initial("c1"), plan_event([
+        {"id": "a", "tool": "calculateMath", "arguments": {"expression": "2*3"}},
+        {"id": "b", "tool": "calculateMath", "arguments": {"expression": "{{a}} + 10"}, "dependsOn": ["a"]},
+        {"id": "c", "tool": "calculateMath", "arguments": {"expression": "1/0"}}]), T0)
+    assert commands(decision.outputs) == [], "local steps send no command to the tool workers"
+    assert types(decision.outputs) == [
+        "ToolInvocationRequested", "ToolInvocationRequested",  # a and c are ready together
+        "ToolInvocationResulted", "PlanStepCompleted", "ToolInvocationResulted", "PlanStepCompleted",
+        "ToolInvocationRequested", "ToolInvocationResulted", "PlanStepCompleted",  # b, released by a
+        "PlanFailed"]
+    results = {o.envelope.payload["stepId"]: o.envelope.payload for o in decision.outputs
+               if o.envelope.type == "ToolInvocationResulted"}
+    assert results["b"]["output"]["value"] == 16
+    assert results["c"]["error"]["type"] == "MathError"
+    # Replaying the recorded events through the fold reaches the same steps.
+    replayed = local.initial("c1")
+    for event in [plan_event([
+        {"id": "a", "tool": "calculateMath", "arguments": {"expression": "2*3"}},
+        {"id": "b", "tool": "calculateMath", "arguments": {"expression": "{{a}} + 10"}, "dependsOn": ["a"]},
+        {"id": "c", "tool": "calculateMath", "arguments": {"expression": "1/0"}}])] + [
+            o.envelope for o in decision.outputs]:
+        replayed = local.decide(replayed, event, datetime.fromisoformat(event.timestamp)).state
+    assert {k: (s.status, s.value) for k, s in replayed.turns["t1"].steps.items()} == {
+        k: (s.status, s.value) for k, s in decision.state.turns["t1"].steps.items()}

@@ -18,7 +18,7 @@ from agentlog.kafka.topics import (
     USER_COMMANDS,
 )
 from agentlog.state.store import PartitionStore
-from agentlog.tools.registry import DEFAULT_REGISTRY, ToolRegistry
+from agentlog.tools.registry import DEFAULT_REGISTRY, ToolRegistry, ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,17 @@ def load_tools() -> ToolRegistry:
     return DEFAULT_REGISTRY
 
 
+def local_tools(registry: ToolRegistry) -> dict[str, ToolSpec]:
+    """Tools the orchestrator runs in-process: those declared local, unless AGENTLOG_LOCAL_TOOLS
+    names a different set ("" for none: every step then goes through the tool workers)."""
+    chosen = os.environ.get("AGENTLOG_LOCAL_TOOLS")
+    specs = {name: spec for name in registry.names() if (spec := registry.get(name)) is not None}
+    if chosen is None:
+        return {name: spec for name, spec in specs.items() if spec.local}
+    wanted = {name.strip() for name in chosen.split(",") if name.strip()}
+    return {name: spec for name, spec in specs.items() if name in wanted and spec.local}
+
+
 def _router(settings: Settings) -> Handler:
     from agentlog.services.router.planner import OfflinePlanner
     from agentlog.services.router.service import RouterHandler
@@ -50,7 +61,7 @@ def _store(settings: Settings, service: str) -> PartitionStore:
 def _orchestrator(settings: Settings) -> Handler:
     from agentlog.services.orchestrator.service import OrchestratorHandler
 
-    return OrchestratorHandler(_store(settings, "orchestrator"))
+    return OrchestratorHandler(_store(settings, "orchestrator"), local_tools(load_tools()))
 
 
 def _aggregator(settings: Settings) -> Handler:

@@ -309,7 +309,7 @@ def _plain(value: Decimal, digits: int = PRECISION) -> str:
 
 
 @tool("calculateMath", "Evaluate an arithmetic expression exactly (decimal): + - * / ^, parentheses, "
-      "percentages like '12.5% of 240', sqrt/abs/round/min/max.")
+      "percentages like '12.5% of 240', sqrt/abs/round/min/max.", local=True)
 def calculate_math(expression: str) -> ToolOutput:
     """JSON value is an int when integral and within 64 bits (what orjson can encode), otherwise a float;
     `data.exact` keeps the full-precision text for anyone who needs more than a float holds."""

@@ -61,6 +61,9 @@ class ToolSpec:
     parameters: Mapping[str, Any]
     function: Callable[..., ToolOutput]
     wants_context: bool
+    # A local tool is pure, deterministic and fast: the orchestrator may run it inside its own
+    # transaction (recorded as the same events), saving two Kafka hops, like Temporal's local activities.
+    local: bool = False
 
     def catalogue_entry(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "parameters": dict(self.parameters)}
@@ -145,14 +148,18 @@ DEFAULT_REGISTRY = ToolRegistry()
 
 
 def tool(
-    name: str, description: str, registry: ToolRegistry = DEFAULT_REGISTRY
+    name: str, description: str, registry: ToolRegistry = DEFAULT_REGISTRY, *, local: bool = False
 ) -> Callable[[Callable[..., ToolOutput]], Callable[..., ToolOutput]]:
-    """Register a function as a tool under `name` (the name planners and plans use)."""
+    """Register a function as a tool under `name` (the name planners and plans use).
+
+    `local=True` declares it pure, deterministic and fast (no I/O, no side effects), which lets the
+    orchestrator run it in-process; replaying the log then reaches the same result.
+    """
 
     def decorate(function: Callable[..., ToolOutput]) -> Callable[..., ToolOutput]:
         wants_context = "context" in inspect.signature(function).parameters
         registry.register(ToolSpec(name=name, description=description, parameters=parameters_schema(function),
-                                   function=function, wants_context=wants_context))
+                                   function=function, wants_context=wants_context, local=local))
         return function
 
     return decorate

@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,9 @@ from agentlog.events.plan import Plan, resolve_arguments
 from agentlog.kafka.eos import Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS, TOOL_INVOCATION_REQUESTS
 from agentlog.services.orchestrator.state import RECENT_IDS, ConversationState, StepState, TurnState
+from agentlog.services.toolworker.execute import run_tool
 from agentlog.state.fold import Decision
+from agentlog.tools.registry import ToolSpec
 
 SOURCE = "orchestrator"
 DEFAULT_TIMEOUT_MS = 30_000
@@ -56,16 +59,22 @@ class Timer:
     purpose: str  # "timeout" | "retry"
 
 
+LocalTools = Mapping[str, ToolSpec]
+
+
 class _Turn:
     """A working copy of one turn while one event is being decided."""
 
-    def __init__(self, conversation_id: str, turn: TurnState, cause: Envelope, now: datetime) -> None:
+    def __init__(self, conversation_id: str, turn: TurnState, cause: Envelope, now: datetime,
+                 local_tools: LocalTools) -> None:
         self.conversation_id = conversation_id
         self.turn = turn
         self.steps = dict(turn.steps)
         self.cause = cause
         self.now = now
+        self.local_tools = local_tools
         self.outputs: list[Output] = []
+        self.ran_locally: list[tuple[StepState, Envelope]] = []
 
     def emit(self, topic: str, kind: str, type_: str, payload: dict[str, Any], *id_parts: object) -> None:
         self.outputs.append(Output(topic, caused_by(self.cause, kind, type_, payload,  # type: ignore[arg-type]
@@ -84,10 +93,27 @@ class _Turn:
             "arguments": arguments,
             "timeoutMs": step.timeout_ms,
         }
-        self.emit(TOOL_INVOCATION_REQUESTS, "command", "ToolInvocationRequested", payload, step.id, attempt)
+        local = self.local_tools.get(step.tool)
+        if local is None:
+            self.emit(TOOL_INVOCATION_REQUESTS, "command", "ToolInvocationRequested", payload, step.id, attempt)
         self.emit(CONVERSATION_EVENTS, "event", "ToolInvocationRequested", payload, step.id, attempt)
         self.steps[step.id] = replace(step, status="running", attempt=attempt, retry_at_ms=None,
                                       deadline_ms=_ms(self.now) + step.timeout_ms)
+        if local is not None:
+            result = run_tool(local, self.outputs[-1].envelope, source=SOURCE, worker=f"{SOURCE} (local)")
+            self.ran_locally.append((self.steps[step.id], result))
+
+    def settle_local_results(self) -> bool:
+        """Record the results of steps run in-process and fold them like any worker's result."""
+        settled = self.ran_locally
+        self.ran_locally = []
+        for step, result in settled:
+            self.outputs.append(Output(CONVERSATION_EVENTS, result))
+            if result.payload["status"] == "succeeded":
+                self.finish_step(step, "succeeded", value=result.payload["output"]["value"])
+            else:
+                self.fail_attempt(step, result.payload["error"], _ms(self.now))
+        return bool(settled)
 
     def finish_step(self, step: StepState, status: str, value: Any = None, error: dict[str, Any] | None = None) -> None:
         done = replace(step, status=status, value=value, error=error,  # type: ignore[arg-type]
@@ -118,6 +144,8 @@ class _Turn:
                     progress = True
                 elif all(d.status == "succeeded" for d in deps):
                     self.dispatch(step)
+            # Every ready step is requested before any local result is recorded, as with workers.
+            progress = self.settle_local_results() or progress
         if self.turn.status == "running" and all(s.terminal for s in self.steps.values()):
             return self._close()
         return replace(self.turn, steps=self.steps)
@@ -154,7 +182,14 @@ def start_turn(event: Envelope) -> TurnState:
 
 
 class OrchestratorDecider:
-    """The Decider the orchestrator service and `agentlog replay` share."""
+    """The Decider the orchestrator service and `agentlog replay` share.
+
+    `local_tools` are run in-process (pure and deterministic, so replay reaches the same result);
+    all other tools go to the tool workers.
+    """
+
+    def __init__(self, local_tools: LocalTools | None = None) -> None:
+        self.local_tools: LocalTools = local_tools or {}
 
     def initial(self, conversation_id: str) -> ConversationState:
         return ConversationState(conversation_id=conversation_id)
@@ -173,11 +208,11 @@ class OrchestratorDecider:
         if event.type == "PlanGenerated":
             if turn is not None:
                 return Decision(replace(state, recent_ids=recent), [])
-            work = _Turn(state.conversation_id, start_turn(event), event, now)
+            work = _Turn(state.conversation_id, start_turn(event), event, now, self.local_tools)
         elif turn is None or turn.status != "running":
             return Decision(replace(state, recent_ids=recent), [])
         else:
-            work = _Turn(state.conversation_id, turn, event, now)
+            work = _Turn(state.conversation_id, turn, event, now, self.local_tools)
             if not _apply_step_event(work, event):
                 return Decision(replace(state, recent_ids=recent), [])
         new_turn = work.advance()

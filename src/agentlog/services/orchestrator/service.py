@@ -14,15 +14,15 @@ from datetime import datetime
 from agentlog.events.envelope import utc_now
 from agentlog.kafka.eos import Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS
-from agentlog.services.orchestrator.decide import OrchestratorDecider, Timer, pending_timers, timer_event
+from agentlog.services.orchestrator.decide import LocalTools, OrchestratorDecider, Timer, pending_timers, timer_event
 from agentlog.services.orchestrator.state import ConversationState
 from agentlog.state.fold import FoldHandler
 from agentlog.state.store import PartitionStore
 
 
 class OrchestratorHandler(FoldHandler[ConversationState]):
-    def __init__(self, store: PartitionStore) -> None:
-        super().__init__(OrchestratorDecider(), store)
+    def __init__(self, store: PartitionStore, local_tools: LocalTools | None = None) -> None:
+        super().__init__(OrchestratorDecider(local_tools), store)
         self.timers: dict[tuple[int, str], list[Timer]] = {}
         self.heap: list[tuple[int, int, str]] = []
         # Timers already turned into events, until the fold reads those events back.

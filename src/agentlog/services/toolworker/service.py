@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import fastjsonschema
 import orjson
 import plyvel
 from confluent_kafka import Message
 
-from agentlog.events.envelope import Envelope, caused_by, utc_now
+from agentlog.events.envelope import Envelope
 from agentlog.kafka.eos import Handler, Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS
-from agentlog.tools.registry import ToolContext, ToolError, ToolRegistry
+from agentlog.services.toolworker.execute import run_tool
+from agentlog.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +57,6 @@ class ToolWorkerHandler(Handler):
         self.outcomes = outcomes
         self.worker_name = worker_name
         self.pending: dict[str, Envelope] = {}
-        self._validators: dict[str, Callable[[Any], Any]] = {}
 
     def handle(self, envelope: Envelope, message: Message, now: datetime) -> list[Output]:
         if envelope.subject != "command.ToolInvocationRequested":
@@ -75,49 +71,8 @@ class ToolWorkerHandler(Handler):
         return [Output(CONVERSATION_EVENTS, result)]
 
     def run(self, request: Envelope) -> Envelope:
-        payload = request.payload
-        started = time.monotonic()
-        output: dict[str, Any] | None = None
-        error: dict[str, Any] | None = None
-        try:
-            output = self._call(payload, request)
-        except ToolError as failure:
-            error = failure.to_json()
-        except Exception as failure:  # a tool bug must still end the step, never the worker
-            log.exception("tool %s raised", payload["tool"])
-            error = {"type": type(failure).__name__, "message": str(failure) or repr(failure), "retryable": False}
-        result = {
-            "invocationId": payload["invocationId"],
-            "idempotencyKey": payload["idempotencyKey"],
-            "stepId": payload["stepId"],
-            "attempt": payload["attempt"],
-            "tool": payload["tool"],
-            "status": "succeeded" if error is None else "failed",
-            "output": output,
-            "error": error,
-            "durationMs": round((time.monotonic() - started) * 1000, 3),
-            "worker": self.worker_name,
-        }
-        return caused_by(request, "event", "ToolInvocationResulted", result, source=SOURCE, now=utc_now(),
-                         id_parts=(payload["invocationId"],))
-
-    def _call(self, payload: dict[str, Any] | Any, request: Envelope) -> dict[str, Any]:
-        name = payload["tool"]
-        spec = self.registry.get(name)
-        if spec is None:
-            raise ToolError(f"no tool named {name!r} runs on this worker (it has: {', '.join(self.registry.names())})",
-                            error_type="UnknownTool")
-        validator = self._validators.get(name)
-        if validator is None:
-            validator = self._validators[name] = fastjsonschema.compile(dict(spec.parameters))
-        try:
-            arguments = validator(dict(payload["arguments"]))
-        except fastjsonschema.JsonSchemaException as invalid:
-            raise ToolError(f"invalid arguments for {name}: {invalid}", error_type="InvalidArguments") from invalid
-        context = ToolContext(invocation_id=payload["invocationId"], idempotency_key=payload["idempotencyKey"],
-                              conversation_id=request.conversation_id, turn_id=request.turn_id,
-                              step_id=payload["stepId"], attempt=payload["attempt"])
-        return spec.call(arguments, context).to_json()
+        spec = self.registry.get(request.payload["tool"])
+        return run_tool(spec, request, source=SOURCE, worker=self.worker_name, hosted=", ".join(self.registry.names()))
 
     def after_commit(self, offsets: dict[tuple[str, int], int]) -> None:
         if self.pending:
