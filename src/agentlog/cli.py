@@ -223,6 +223,50 @@ def _summary(payload: object) -> str:
     return ""
 
 
+@app.command("replay")
+def replay(
+    conversation_id: Annotated[str, typer.Argument(help="the conversation to replay")],
+    at: Annotated[int | None, typer.Option("--at", help="show the orchestrator's state after event N")] = None,
+    verify_: Annotated[bool, typer.Option("--verify", help="check the conversation's invariants")] = False,
+) -> None:
+    """The conversation's history from the log: who did what, when, and how long it took."""
+    from agentlog.events.codec import Codec
+    from agentlog.ops.replay import conversation_events, state_at, verify
+
+    settings = _settings()
+    events = conversation_events(settings, Codec(), conversation_id)
+    if not events:
+        raise _fail(ValueError(f"conversation {conversation_id!r} has no events in the log"))
+    table = Table("#", "time", "+ms", "turn", "type", "service", "detail")
+    start = events[0].timestamp_ms
+    previous = start
+    for index, event in enumerate(events):
+        table.add_row(str(index), event.timestamp[11:23], f"{event.timestamp_ms - previous:+d}", event.turn_id[:8],
+                      event.type, event.source, _summary(event.payload))
+        previous = event.timestamp_ms
+    console.print(table)
+    if at is not None:
+        try:
+            state = state_at(events, at)
+        except ValueError as error:
+            raise _fail(error) from error
+        console.print(f"[bold]orchestrator state after event {at} ({events[at].type}):[/bold]")
+        for turn in state.turns.values():
+            console.print(f"turn {turn.turn_id} ({turn.status})")
+            for step in turn.steps.values():
+                detail = f" value={step.value!r}" if step.status == "succeeded" else ""
+                detail += f" error={step.error['message']!r}" if step.error else ""
+                console.print(f"  {step.id:<10} {step.tool:<22} {step.status:<9} attempt {step.attempt}{detail}")
+    if verify_:
+        violations = verify(events)
+        for violation in violations:
+            console.print(f"[red]violation[/red] turn {violation.turn_id}: {violation.message}")
+        if violations:
+            raise typer.Exit(1)
+        turns = len({e.turn_id for e in events})
+        console.print(f"[green]verified[/green]: {len(events)} events, {turns} turns, no violations")
+
+
 @dlq_app.command("list")
 def dlq_list() -> None:
     """Every dead letter: where it came from, why, and the start of its original bytes."""
@@ -237,3 +281,39 @@ def dlq_list() -> None:
                       r["reason"], letter.original_text(80))
         count += 1
     console.print(table if count else "the dead-letter queue is empty")
+
+
+@dlq_app.command("show")
+def dlq_show(offset: Annotated[int, typer.Argument(help="the dead letter's offset (first column of `dlq list`)")]) -> None:
+    """One dead letter in full: why, from where, and its original bytes."""
+    from agentlog.ops.redrive import RedriveError, find_dead_letter
+
+    try:
+        letter = find_dead_letter(_settings(), offset)
+    except RedriveError as error:
+        raise _fail(error) from error
+    for key in ("reason", "service", "sourceTopic", "sourcePartition", "sourceOffset", "messageType", "failedAt"):
+        console.print(f"[bold]{key}[/bold]: {letter.record[key]}")
+    value = letter.original_value
+    console.print("[bold]original value[/bold]:")
+    try:
+        console.print_json(data=orjson.loads(value or b""))
+    except orjson.JSONDecodeError:
+        console.print(repr(value))
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    offset: Annotated[int, typer.Argument(help="the dead letter's offset")],
+    file: Annotated[Path | None, typer.Option(help="a corrected message to publish instead of the original")] = None,
+) -> None:
+    """Re-publish a dead letter (original or fixed) to its source topic, recorded as an event."""
+    from agentlog.events.codec import Codec
+    from agentlog.ops.redrive import RedriveError, redrive
+
+    try:
+        event = redrive(_settings(), Codec(), offset, fixed=file.read_bytes() if file else None)
+    except RedriveError as error:
+        raise _fail(error) from error
+    console.print(f"redriven to {event.payload['sourceTopic']} (conversation {event.conversation_id}); "
+                  f"recorded as DeadLetterRedriven {event.id}")

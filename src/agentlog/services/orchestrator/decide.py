@@ -100,7 +100,8 @@ class _Turn:
         self.steps[step.id] = replace(step, status="running", attempt=attempt, retry_at_ms=None,
                                       deadline_ms=_ms(self.now) + step.timeout_ms)
         if local is not None:
-            result = run_tool(local, self.outputs[-1].envelope, source=SOURCE, worker=f"{SOURCE} (local)")
+            result = run_tool(local, self.outputs[-1].envelope, source=SOURCE, worker=f"{SOURCE} (local)",
+                              now=self.now)
             self.ran_locally.append((self.steps[step.id], result))
 
     def settle_local_results(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import fastjsonschema
@@ -40,10 +41,13 @@ def _call(spec: ToolSpec, request: Envelope) -> dict[str, Any]:
     return spec.call(_validated(spec, payload["arguments"]), context).to_json()
 
 
-def run_tool(spec: ToolSpec | None, request: Envelope, *, source: str, worker: str, hosted: str = "") -> Envelope:
+def run_tool(spec: ToolSpec | None, request: Envelope, *, source: str, worker: str, hosted: str = "",
+             now: datetime | None = None) -> Envelope:
     """Run the requested invocation (a ToolInvocationRequested command or event) and return its result.
 
     `spec` None means no such tool runs here; `hosted` lists what does, for the error message.
+    `now` stamps the result (the orchestrator passes its decision time, so its events stay ordered);
+    by default the time the tool finished.
     Any exception becomes a failed, non-retryable result: a tool bug must end the step, never the caller.
     """
     payload = request.payload
@@ -72,5 +76,5 @@ def run_tool(spec: ToolSpec | None, request: Envelope, *, source: str, worker: s
         "durationMs": round((time.monotonic() - started) * 1000, 3),
         "worker": worker,
     }
-    return caused_by(request, "event", "ToolInvocationResulted", result, source=source, now=utc_now(),
+    return caused_by(request, "event", "ToolInvocationResulted", result, source=source, now=now or utc_now(),
                      id_parts=(payload["invocationId"],))
