@@ -128,11 +128,13 @@ def topics() -> None:
 @app.command("service")
 def service(name: Annotated[str, typer.Argument(help="router, orchestrator, tool-worker, aggregator, synthesis")]) -> None:
     """Run one service in the foreground (what `up` starts once per service)."""
+    from agentlog.observability import configure_tracing, setup_logging
     from agentlog.services.runtime import SERVICES, run_service
 
     if name not in SERVICES:
         raise _fail(ValueError(f"unknown service {name!r}; known: {', '.join(SERVICES)}"))
-    _setup_logging()
+    setup_logging(name)
+    configure_tracing(name)
     run_service(name, _settings())
 
 
@@ -317,3 +319,15 @@ def dlq_redrive(
         raise _fail(error) from error
     console.print(f"redriven to {event.payload['sourceTopic']} (conversation {event.conversation_id}); "
                   f"recorded as DeadLetterRedriven {event.id}")
+
+
+def _register_extensions() -> None:
+    """Commands that live beside their code: `plan` and the `eval` group (llm/cli.py, cli_eval.py)."""
+    from agentlog.cli_eval import eval_app
+    from agentlog.llm.cli import register
+
+    register(app)
+    app.add_typer(eval_app, name="eval")
+
+
+_register_extensions()

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from opentelemetry.trace import SpanKind
 
 from agentlog.config import Settings
 from agentlog.errors import AgentlogError
@@ -20,6 +21,7 @@ from agentlog.events.envelope import Envelope, command, new_id
 from agentlog.kafka.client import consumer_config, poll_batch, producer_config
 from agentlog.kafka.reader import watermarks
 from agentlog.kafka.topics import CONVERSATION_EVENTS, USER_COMMANDS
+from agentlog.observability import current_headers, handling
 
 SOURCE = "cli"
 
@@ -76,8 +78,9 @@ class ConversationClient:
         self.producer.list_topics(timeout=10)
 
     def send(self, envelope: Envelope) -> None:
-        self.producer.produce(self.settings.topic(USER_COMMANDS), key=envelope.conversation_id.encode(),
-                              value=self.codec.encode(envelope))
+        with handling(self.source, envelope, kind=SpanKind.PRODUCER):
+            self.producer.produce(self.settings.topic(USER_COMMANDS), key=envelope.conversation_id.encode(),
+                                  value=self.codec.encode(envelope), headers=current_headers())
         if self.producer.flush(30):
             raise AgentlogError("Kafka did not acknowledge the command within 30 s")
 

@@ -41,6 +41,7 @@ from agentlog.faults import pause_point
 from agentlog.kafka import dlq
 from agentlog.kafka.client import consumer_config, poll_batch, transactional_producer_config
 from agentlog.kafka.topics import DEAD_LETTER_QUEUE
+from agentlog.observability import Headers, current_headers, handling
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class RawOutput:
     key: bytes | None
     value: bytes
     subject: str
+    headers: Headers | None = None
 
 
 class Handler:
@@ -169,7 +171,9 @@ class TransactionalLoop:
             assert topic is not None and partition is not None and offset is not None
             offsets[(topic, partition)] = offset + 1
             outputs.extend(self._handle(message, now))
-        outputs.extend(self._encode(self.handler.due(now)))
+        for timed in self.handler.due(now):
+            with handling(self.service, timed.envelope):
+                outputs.extend(self._encode([timed]))
         if outputs or offsets:
             self._commit(outputs, offsets)
 
@@ -179,7 +183,8 @@ class TransactionalLoop:
         except InvalidMessageError as error:
             return [self._dead_letter(message, error.reason, error.message_type)]
         try:
-            return self._encode(self.handler.handle(envelope, message, now))
+            with handling(self.service, envelope, message.headers()):
+                return self._encode(self.handler.handle(envelope, message, now))
         except InvalidMessageError:
             raise  # our own output broke its schema: a bug, never silently dropped
         except Exception as error:
@@ -197,9 +202,11 @@ class TransactionalLoop:
                          self.codec.encode_record(dlq.SUBJECT, record), dlq.SUBJECT)
 
     def _encode(self, outputs: list[Output]) -> list[RawOutput]:
+        """Serialise outputs, each carrying the current span's traceparent."""
+        headers = current_headers()
         return [
             RawOutput(self.settings.topic(o.topic), o.envelope.conversation_id.encode(), self.codec.encode(o.envelope),
-                      o.envelope.subject)
+                      o.envelope.subject, headers)
             for o in outputs
         ]
 
@@ -239,7 +246,7 @@ class TransactionalLoop:
     def _produce(self, out: RawOutput) -> None:
         while True:
             try:
-                self.producer.produce(out.topic, key=out.key, value=out.value)
+                self.producer.produce(out.topic, key=out.key, value=out.value, headers=out.headers)
                 return
             except BufferError:
                 self.producer.poll(0.05)

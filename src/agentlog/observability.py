@@ -1,0 +1,139 @@
+"""Structured JSON logs and OpenTelemetry tracing, both keyed by the conversation.
+
+Every log line carries the conversation, turn (= correlation id) and message id of the message
+being handled, through context variables set by the processing loop. Traces: one turn is one
+trace. Its trace id is derived from the turn id, and the W3C `traceparent` of the span that
+produced a message travels in that message's Kafka headers, so each service's span is a child of
+the span that caused it, even across processes and restarts. Tracing costs little unless an
+exporter is configured (OTEL_EXPORTER_OTLP_ENDPOINT with the optional `otlp` extra installed).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from agentlog.events.envelope import Envelope
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+_TRACE_NAMESPACE = uuid.UUID("0d5e7f3a-41b8-4c43-9d0e-5f1a8e2c7b64")
+_message: contextvars.ContextVar[Envelope | None] = contextvars.ContextVar("agentlog_message", default=None)
+
+Headers = list[tuple[str, str | bytes | None]]
+IncomingHeaders = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None
+
+
+# -- logs ----------------------------------------------------------------------------------------
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the ids of the message being handled (null outside one)."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = _message.get()
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "service": self.service,
+            "pid": record.process,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "conversationId": message.conversation_id if message else None,
+            "correlationId": (message.correlation_id or message.turn_id) if message else None,
+            "messageId": message.id if message else None,
+            "messageType": message.type if message else None,
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(line).decode()
+
+
+def setup_logging(service: str) -> None:
+    """JSON lines by default (AGENTLOG_LOG_FORMAT=text for people at a terminal)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("AGENTLOG_LOG_FORMAT", "json") == "json":
+        handler.setFormatter(JsonFormatter(service))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("AGENTLOG_LOG_LEVEL", "INFO"))
+
+
+# -- traces --------------------------------------------------------------------------------------
+def configure_tracing(service: str) -> None:
+    """Export spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set and the exporter is installed."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[import-not-found]
+    except ImportError:
+        logging.getLogger(__name__).warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter is not "
+                                            "installed: pip install 'agentlog[otlp]'; tracing stays off")
+        return
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": f"agentlog-{service}"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+
+
+def turn_trace_id(turn_id: str) -> int:
+    return uuid.uuid5(_TRACE_NAMESPACE, turn_id).int
+
+
+def _turn_root(turn_id: str) -> Context:
+    """A remote parent in the turn's trace, for messages that arrive without a traceparent."""
+    root = SpanContext(trace_id=turn_trace_id(turn_id), span_id=uuid.uuid5(_TRACE_NAMESPACE, f"{turn_id}/root").int
+                       & 0xFFFFFFFFFFFFFFFF, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    return trace.set_span_in_context(NonRecordingSpan(root))
+
+
+def _parent(envelope: Envelope, headers: IncomingHeaders) -> Context:
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    carrier = {key: value.decode() if isinstance(value, bytes) else value for key, value in pairs if value is not None}
+    context = _PROPAGATOR.extract(carrier)
+    if trace.get_current_span(context).get_span_context().is_valid:
+        return context
+    return _turn_root(envelope.correlation_id or envelope.turn_id)
+
+
+@contextmanager
+def handling(service: str, envelope: Envelope, headers: IncomingHeaders = None,
+             kind: SpanKind = SpanKind.CONSUMER) -> Iterator[None]:
+    """Handle one message inside its span and log context; messages produced meanwhile carry the span."""
+    token = _message.set(envelope)
+    tracer = trace.get_tracer("agentlog")
+    try:
+        with tracer.start_as_current_span(f"{service} {envelope.type}", context=_parent(envelope, headers),
+                                          kind=kind, attributes={"agentlog.conversation_id": envelope.conversation_id,
+                                                                 "agentlog.turn_id": envelope.turn_id,
+                                                                 "agentlog.message_id": envelope.id,
+                                                                 "agentlog.subject": envelope.subject}):
+            yield
+    finally:
+        _message.reset(token)
+
+
+def current_headers() -> Headers:
+    """The `traceparent` of the current span, for the headers of a message being produced."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return [(key, value.encode()) for key, value in carrier.items()]
