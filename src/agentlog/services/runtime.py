@@ -48,10 +48,10 @@ def local_tools(registry: ToolRegistry) -> dict[str, ToolSpec]:
 
 
 def _router(settings: Settings) -> Handler:
-    from agentlog.services.router.planner import OfflinePlanner
+    from agentlog.llm.planner import configured_planner
     from agentlog.services.router.service import RouterHandler
 
-    return RouterHandler(OfflinePlanner())
+    return RouterHandler(configured_planner())  # the offline planner unless an LLM provider is configured
 
 
 def _store(settings: Settings, service: str) -> PartitionStore:
@@ -79,9 +79,10 @@ def _tool_worker(settings: Settings) -> Handler:
 
 
 def _synthesis(settings: Settings) -> Handler:
+    from agentlog.llm.synthesis import configured_synthesizer
     from agentlog.services.synthesis.service import SynthesisHandler
 
-    return SynthesisHandler()
+    return SynthesisHandler(configured_synthesizer())  # the template one unless an LLM provider is configured
 
 
 @dataclass(frozen=True)

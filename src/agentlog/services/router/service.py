@@ -17,6 +17,7 @@ from agentlog.events.envelope import Envelope, caused_by
 from agentlog.events.plan import Plan, PlanError
 from agentlog.kafka.eos import Handler, Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS
+from agentlog.llm.audit import AuditedPlanner
 from agentlog.services.router.planner import Planner, PlanningQuery, detect_language
 
 SOURCE = "router"
@@ -47,18 +48,25 @@ def route_question(planner: Planner, command: Envelope, now: datetime) -> list[O
     outputs = [RouterHandler._event(command, "UserQueryReceived",
                                     {"userInput": user_input, "language": language}, now)]
     planner_name = "client" if "plan" in command.payload else planner.name
+    llm: dict[str, object] | None = None
     try:
         if "plan" in command.payload:
             plan = Plan.from_json(command.payload["plan"])
         else:
-            plan = planner.plan(PlanningQuery(user_input=user_input, conversation_id=command.conversation_id,
-                                              turn_id=command.turn_id, language=language))
+            query = PlanningQuery(user_input=user_input, conversation_id=command.conversation_id,
+                                  turn_id=command.turn_id, language=language)
+            if isinstance(planner, AuditedPlanner):  # a model planner says who answered (it may fall back)
+                planned = planner.plan_audited(query)
+                plan, planner_name, llm = planned.plan, planned.planner, planned.llm
+            else:
+                plan = planner.plan(query)
     except (PlanError, AgentlogError) as error:
         outputs.append(RouterHandler._event(command, "PlanFailed", {
             "stage": "planning", "reason": f"planner {planner_name} could not plan this question: {error}",
             "failedStepIds": [], "succeededStepIds": []}, now))
         return outputs
-    outputs.append(RouterHandler._event(command, "PlanGenerated",
-                                        {"plan": plan.to_json(), "planner": planner_name, "language": language},
-                                        now))
+    generated: dict[str, object] = {"plan": plan.to_json(), "planner": planner_name, "language": language}
+    if llm is not None:
+        generated["llm"] = llm
+    outputs.append(RouterHandler._event(command, "PlanGenerated", generated, now))
     return outputs
