@@ -11,23 +11,32 @@ from pathlib import Path
 
 import pytest
 
+from agentlog.kafka.broker import LocalBroker
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if external:
-        yield external
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker | None]:
+    """The session's own broker; None when the suite runs against KAFKA_BOOTSTRAP_SERVERS."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield None
         return
-    from agentlog.kafka.broker import LocalBroker
-
     broker = LocalBroker(tmp_path_factory.mktemp("kafka"), lib_dir=REPO / "var" / "kafka" / "lib")
-    bootstrap = broker.start(timeout=120)
+    broker.start(timeout=120)
     try:
-        yield bootstrap
+        yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: LocalBroker | None) -> str:
+    if kafka_broker is None:
+        return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    bootstrap = kafka_broker.running_bootstrap()
+    assert bootstrap is not None
+    return bootstrap
 
 
 @pytest.fixture

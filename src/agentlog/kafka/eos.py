@@ -15,10 +15,12 @@ fatal (fenced by a newer instance: raise FencedError and let the supervisor rest
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -96,6 +98,49 @@ class Handler:
         """The transaction was aborted: drop state changes made since the last commit."""
 
 
+class Watchdog:
+    """Ends the process when a guarded call outlives its budget.
+
+    After a broker restart librdkafka can leave `send_offsets_to_transaction` waiting forever,
+    past its own timeout, for a coordinator request that is never sent. Nothing inside the
+    process can cancel that call; a restart can: the next incarnation's `init_transactions`
+    aborts the stuck transaction and the loop resumes from the committed offsets, the same
+    recovery as after any crash. The supervisor restarts the process.
+    """
+
+    def __init__(self, budget_s: float) -> None:
+        self.budget_s = budget_s
+        self._deadline: float | None = None
+        self._what = ""
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def guard(self, what: str) -> Iterator[None]:
+        with self._lock:
+            self._deadline, self._what = time.monotonic() + self.budget_s, what
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="txn-watchdog", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._deadline = None
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(1.0)
+            with self._lock:
+                expired = self._deadline is not None and time.monotonic() > self._deadline
+                what = self._what
+            if expired:
+                log.critical("%s did not finish within %.0f s: exiting so that a restart recovers it",
+                             what, self.budget_s)
+                logging.shutdown()
+                os._exit(75)
+
+
 class TransactionalLoop:
     def __init__(
         self,
@@ -117,6 +162,7 @@ class TransactionalLoop:
         self.producer = Producer(transactional_producer_config(settings, client_id))
         self.consumer = Consumer(consumer_config(settings, service, client_id))
         self.dead_letters = 0
+        self.watchdog = Watchdog(float(os.environ.get("AGENTLOG_TXN_WATCHDOG_S", "60")))
         handler.bind(self)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -211,6 +257,10 @@ class TransactionalLoop:
         ]
 
     def _commit(self, outputs: list[RawOutput], offsets: dict[tuple[str, int], int]) -> None:
+        with self.watchdog.guard(f"{self.service} transaction"):
+            self._transact(outputs, offsets)
+
+    def _transact(self, outputs: list[RawOutput], offsets: dict[tuple[str, int], int]) -> None:
         try:
             self.producer.begin_transaction()
             for out in outputs:
@@ -227,13 +277,15 @@ class TransactionalLoop:
             error: Any = exc.args[0]
             if error.fatal():
                 raise FencedError(f"{self.service}: {error}") from exc
-            if error.txn_requires_abort():
-                log.warning("%s aborting transaction: %s", self.service, error)
-                self.producer.abort_transaction(30)
-                self.handler.rewind()
-                self._seek_to_committed()
-                return
-            raise
+            # Abortable, or retriable but not worth waiting on (e.g. the group coordinator moved
+            # while offsets were being sent): abort, forget what this batch changed, and read the
+            # batch again from the committed offsets. Its outputs never became visible.
+            log.warning("%s aborting transaction (%s): %s", self.service,
+                        "abortable" if error.txn_requires_abort() else "retriable", error)
+            self.producer.abort_transaction(30)
+            self.handler.rewind()
+            self._seek_to_committed()
+            return
         self._pause_points("after_commit", outputs)
         self.handler.after_commit(offsets)
 
