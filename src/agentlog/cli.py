@@ -126,13 +126,21 @@ def topics() -> None:
 
 
 @app.command("service")
-def service(name: Annotated[str, typer.Argument(help="router, orchestrator, tool-worker, aggregator, synthesis")]) -> None:
+def service(
+    name: Annotated[str, typer.Argument(help="router, orchestrator, tool-worker, aggregator, synthesis")],
+    tools: Annotated[str, typer.Option(help="tool-worker only: host just these tools (comma-separated), as a "
+                                            "dedicated pool; list them in AGENTLOG_TOOL_POOLS for every tool worker")] = "",
+) -> None:
     """Run one service in the foreground (what `up` starts once per service)."""
     from agentlog.observability import configure_tracing, setup_logging
     from agentlog.services.runtime import SERVICES, run_service
 
     if name not in SERVICES:
         raise _fail(ValueError(f"unknown service {name!r}; known: {', '.join(SERVICES)}"))
+    if tools:
+        if name != "tool-worker":
+            raise _fail(ValueError("--tools applies to the tool-worker service only"))
+        os.environ["AGENTLOG_TOOLS"] = tools  # read by load_tools and the worker's ToolSelection
     setup_logging(name)
     configure_tracing(name)
     run_service(name, _settings())
@@ -141,6 +149,7 @@ def service(name: Annotated[str, typer.Argument(help="router, orchestrator, tool
 @app.command("up")
 def up(
     services: Annotated[str, typer.Option(help="comma-separated services to run (default: all)")] = "",
+    port: Annotated[int, typer.Option(help="the web gateway's port (0: no gateway)")] = 3000,
 ) -> None:
     """Start the broker (unless KAFKA_BOOTSTRAP_SERVERS is set), create topics, run every service."""
     from agentlog.events.registry import bootstrap_codec
@@ -148,6 +157,7 @@ def up(
     from agentlog.kafka.topics import ensure_topics
     from agentlog.services.runtime import SERVICES
     from agentlog.supervisor import Supervisor
+    from agentlog.web.cli import gateway_command
 
     _setup_logging()
     settings = _settings()
@@ -163,9 +173,10 @@ def up(
         bootstrap_codec(settings, "supervisor")
     except AgentlogError as error:
         raise _fail(error) from error
-    console.print(f"running {', '.join(names)}; logs in {settings.log_dir}. "
-                  "Ask in another terminal: agentlog ask \"What is 12.5% of 240?\"  (Ctrl-C stops)")
-    Supervisor(settings, names).run()
+    console.print(f"running {', '.join(names)} and the gateway; logs in {settings.log_dir}.\n"
+                  f"Open http://127.0.0.1:{port}/ or ask in another terminal: "
+                  ".venv/bin/agentlog ask \"What is 12.5% of 240?\"  (Ctrl-C stops)")
+    Supervisor(settings, names, commands={"gateway": gateway_command(port=port)} if port else None).run()
 
 
 @app.command("down")
@@ -322,11 +333,18 @@ def dlq_redrive(
 
 
 def _register_extensions() -> None:
-    """Commands that live beside their code: `plan` and the `eval` group (llm/cli.py, cli_eval.py)."""
+    """Commands that live beside their code (each module has a `register(app)`)."""
+    from agentlog.bench.cli import register as register_bench
     from agentlog.cli_eval import eval_app
-    from agentlog.llm.cli import register
+    from agentlog.llm.cli import register as register_llm
+    from agentlog.services.metrics.cli import register as register_metrics
+    from agentlog.services.projections.cli import register as register_projections
+    from agentlog.tools.eval_cli import register as register_tool_eval
+    from agentlog.web.cli import register as register_web
 
-    register(app)
+    for register in (register_llm, register_tool_eval, register_metrics, register_bench, register_projections,
+                     register_web):
+        register(app)
     app.add_typer(eval_app, name="eval")
 
 

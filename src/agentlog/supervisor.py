@@ -1,4 +1,5 @@
-"""`agentlog up`: one OS process per service, restarted when it dies, logs under var/log."""
+"""`agentlog up`: one OS process per service (and per extra command, e.g. the web gateway),
+restarted when it dies, logs under var/log."""
 
 from __future__ import annotations
 
@@ -25,16 +26,22 @@ def service_command(name: str) -> list[str]:
 
 
 def spawn_service(name: str, log_path: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start one service as its own process (own session, so a terminal's Ctrl-C reaches only us)."""
+    """Start one service as its own process."""
+    return spawn_command(service_command(name), log_path, env)
+
+
+def spawn_command(argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a process in its own session, so a terminal's Ctrl-C reaches only the supervisor."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
-        return subprocess.Popen(service_command(name), stdout=out, stderr=subprocess.STDOUT,
+        return subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT,
                                 env=dict(os.environ if env is None else env), start_new_session=True)
 
 
 @dataclass
 class Supervised:
     name: str
+    command: list[str]
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -42,9 +49,14 @@ class Supervised:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, services: Sequence[str]) -> None:
+    """Runs `services` by name, plus `commands` (name -> argv) for processes that are not services
+    of the transactional loop, such as the web gateway."""
+
+    def __init__(self, settings: Settings, services: Sequence[str],
+                 commands: Mapping[str, Sequence[str]] | None = None) -> None:
         self.settings = settings
-        self.children = [Supervised(name) for name in services]
+        self.children = [Supervised(name, service_command(name)) for name in services]
+        self.children += [Supervised(name, list(argv)) for name, argv in (commands or {}).items()]
         self.stopping = threading.Event()
 
     def log_path(self, name: str) -> Path:
@@ -75,7 +87,7 @@ class Supervisor:
                 child.process = None
                 child.next_start = now + delay
             if now >= child.next_start:
-                child.process = spawn_service(child.name, self.log_path(child.name))
+                child.process = spawn_command(child.command, self.log_path(child.name))
                 child.started_at = now
                 log.info("started %s (pid %s)", child.name, child.process.pid)
 

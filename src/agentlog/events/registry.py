@@ -4,11 +4,16 @@ the topic holds.
 A record's key is `subject@version` and its value the self-contained schema. Publishing a schema
 whose subject@version is already registered with different content is refused: a changed schema
 needs a new version, so that consumers of the old one are never surprised.
+
+The same topic carries the tool catalogue under subject `catalogue.tools`: one record per tool, key
+`catalogue.tools/<tool>`, value {subject, tool, entry: {name, description, parameters}, publishedBy,
+publishedAt}. Tool workers publish the tools they host at start-up (a changed tool simply replaces
+its entry: compaction keeps the latest); planners read them with `read_catalogue`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -24,6 +29,7 @@ from agentlog.kafka.reader import read_range
 from agentlog.kafka.topics import SCHEMA_REGISTRY
 
 SchemaKey = tuple[str, int]
+CATALOGUE_SUBJECT = "catalogue.tools"
 
 
 def _canonical(schema: Mapping[str, Any]) -> bytes:
@@ -43,6 +49,8 @@ class SchemaRegistry:
             if value is None:
                 continue
             record = orjson.loads(value)
+            if record.get("subject") == CATALOGUE_SUBJECT:
+                continue
             found[(record["subject"], int(record["version"]))] = record["schema"]
         return found
 
@@ -67,6 +75,34 @@ class SchemaRegistry:
             if remaining:
                 raise IncompatibleSchemaError(f"{remaining} schema records were not acknowledged by Kafka")
         return new
+
+
+def read_catalogue(settings: Settings) -> list[dict[str, Any]]:
+    """The latest catalogue entry of every tool any worker has published, sorted by tool name."""
+    entries: dict[str, dict[str, Any]] = {}
+    for message in read_range(settings, settings.topic(SCHEMA_REGISTRY)):
+        value = message.value()
+        record = orjson.loads(value) if value is not None else None
+        if isinstance(record, dict) and record.get("subject") == CATALOGUE_SUBJECT:
+            entries[str(record["tool"])] = dict(record["entry"])
+    return [entries[name] for name in sorted(entries)]
+
+
+def publish_catalogue(settings: Settings, entries: Sequence[Mapping[str, Any]], publisher: str) -> list[str]:
+    """Publish the entries that differ from what the topic holds; returns the tool names published."""
+    existing = {str(e["name"]): _canonical(e) for e in read_catalogue(settings)}
+    changed = [e for e in entries if existing.get(str(e["name"])) != _canonical(e)]
+    if changed:
+        producer = Producer(producer_config(settings, f"{publisher}-catalogue"))
+        for entry in changed:
+            record = {"subject": CATALOGUE_SUBJECT, "tool": entry["name"], "entry": dict(entry),
+                      "publishedBy": publisher, "publishedAt": format_timestamp(utc_now())}
+            producer.produce(settings.topic(SCHEMA_REGISTRY), key=f"{CATALOGUE_SUBJECT}/{entry['name']}",
+                             value=orjson.dumps(record))
+        remaining = producer.flush(30)
+        if remaining:
+            raise IncompatibleSchemaError(f"{remaining} catalogue records were not acknowledged by Kafka")
+    return [str(e["name"]) for e in changed]
 
 
 def bootstrap_codec(settings: Settings, service: str) -> Codec:

@@ -42,6 +42,7 @@ from agentlog.events.envelope import Envelope, utc_now
 from agentlog.faults import pause_point
 from agentlog.kafka import dlq
 from agentlog.kafka.client import consumer_config, poll_batch, transactional_producer_config
+from agentlog.kafka.loop_metrics import LoopMetrics
 from agentlog.kafka.topics import DEAD_LETTER_QUEUE
 from agentlog.observability import Headers, current_headers, handling
 
@@ -161,7 +162,7 @@ class TransactionalLoop:
         client_id = f"{service}-{self.instance}"
         self.producer = Producer(transactional_producer_config(settings, client_id))
         self.consumer = Consumer(consumer_config(settings, service, client_id))
-        self.dead_letters = 0
+        self.metrics = LoopMetrics(service)
         self.watchdog = Watchdog(float(os.environ.get("AGENTLOG_TXN_WATCHDOG_S", "60")))
         handler.bind(self)
 
@@ -222,6 +223,7 @@ class TransactionalLoop:
                 outputs.extend(self._encode([timed]))
         if outputs or offsets:
             self._commit(outputs, offsets)
+        self.metrics.batch(len(messages), len(outputs))
 
     def _handle(self, message: Message, now: datetime) -> list[RawOutput]:
         try:
@@ -234,12 +236,13 @@ class TransactionalLoop:
         except InvalidMessageError:
             raise  # our own output broke its schema: a bug, never silently dropped
         except Exception as error:
+            self.metrics.error()
             log.exception("%s could not process %s %s", self.service, envelope.subject, envelope.id)
             return [self._dead_letter(message, f"{self.service} failed to process it: {error!r}",
                                       envelope.subject)]
 
     def _dead_letter(self, message: Message, reason: str, message_type: str | None) -> RawOutput:
-        self.dead_letters += 1
+        self.metrics.dead_letter()
         log.warning("%s dead-lettered %s[%s]@%s: %s", self.service, message.topic(), message.partition(),
                     message.offset(), reason)
         record = dlq.dead_letter_record(message, reason, self.service, message_type)
@@ -257,7 +260,7 @@ class TransactionalLoop:
         ]
 
     def _commit(self, outputs: list[RawOutput], offsets: dict[tuple[str, int], int]) -> None:
-        with self.watchdog.guard(f"{self.service} transaction"):
+        with self.watchdog.guard(f"{self.service} transaction"), self.metrics.transaction():
             self._transact(outputs, offsets)
 
     def _transact(self, outputs: list[RawOutput], offsets: dict[tuple[str, int], int]) -> None:
@@ -283,6 +286,7 @@ class TransactionalLoop:
             log.warning("%s aborting transaction (%s): %s", self.service,
                         "abortable" if error.txn_requires_abort() else "retriable", error)
             self.producer.abort_transaction(30)
+            self.metrics.aborted()
             self.handler.rewind()
             self._seek_to_committed()
             return

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agentlog.config import Settings
+from agentlog.errors import ConfigurationError
 from agentlog.events.registry import bootstrap_codec
 from agentlog.kafka.eos import Handler, TransactionalLoop
 from agentlog.kafka.topics import (
@@ -18,22 +19,42 @@ from agentlog.kafka.topics import (
     USER_COMMANDS,
 )
 from agentlog.state.store import PartitionStore
-from agentlog.tools.registry import DEFAULT_REGISTRY, ToolRegistry, ToolSpec
+from agentlog.tools.registry import DEFAULT_REGISTRY, ToolRegistry, ToolSpec, load_entry_point_tools
 
 log = logging.getLogger(__name__)
 
-BUILTIN_TOOL_MODULES = ("agentlog.tools.math",)
+BUILTIN_TOOL_MODULES = ("agentlog.tools.math", "agentlog.tools.exchange", "agentlog.tools.weather",
+                        "agentlog.tools.products", "agentlog.tools.rag", "agentlog.tools.review",
+                        "agentlog.tools.chat")
 TEST_TOOL_MODULES = ("agentlog.tools.testing",)
 
 
 def load_tools() -> ToolRegistry:
-    """Import the modules whose @tool functions this process hosts."""
+    """Import the modules whose @tool functions this process knows: the built-in ones, the test tools
+    when AGENTLOG_TEST_TOOLS=1, and those of installed `agentlog.tools` entry points (the tool SDK).
+
+    AGENTLOG_TOOLS (comma-separated; set by `agentlog service tool-worker --tools`) narrows the result
+    to the tools a dedicated worker hosts; unset, every known tool is returned.
+    """
     modules = list(BUILTIN_TOOL_MODULES)
     if os.environ.get("AGENTLOG_TEST_TOOLS") == "1":
         modules.extend(TEST_TOOL_MODULES)
     for module in modules:
         importlib.import_module(module)
-    return DEFAULT_REGISTRY
+    load_entry_point_tools()
+    wanted = sorted({name.strip() for name in os.environ.get("AGENTLOG_TOOLS", "").split(",") if name.strip()})
+    if not wanted:
+        return DEFAULT_REGISTRY
+    unknown = [name for name in wanted if DEFAULT_REGISTRY.get(name) is None]
+    if unknown:
+        raise ConfigurationError(f"AGENTLOG_TOOLS names unknown tools {', '.join(unknown)}; "
+                                 f"known: {', '.join(DEFAULT_REGISTRY.names())}")
+    hosted = ToolRegistry()
+    for name in wanted:
+        spec = DEFAULT_REGISTRY.get(name)
+        assert spec is not None
+        hosted.register(spec)
+    return hosted
 
 
 def local_tools(registry: ToolRegistry) -> dict[str, ToolSpec]:
@@ -72,10 +93,12 @@ def _aggregator(settings: Settings) -> Handler:
 
 
 def _tool_worker(settings: Settings) -> Handler:
+    from agentlog.services.toolworker.pools import ToolSelection
     from agentlog.services.toolworker.service import OutcomeStore, ToolWorkerHandler, worker_name
 
-    outcomes = OutcomeStore(settings.state_dir / f"tool-worker-{settings.instance_id}")
-    return ToolWorkerHandler(load_tools(), outcomes, worker_name(settings.instance_id))
+    selection = ToolSelection.from_env()
+    outcomes = OutcomeStore(settings.state_dir / f"{selection.service_name}-{settings.instance_id}")
+    return ToolWorkerHandler(load_tools(), outcomes, worker_name(settings.instance_id), selection)
 
 
 def _synthesis(settings: Settings) -> Handler:
@@ -85,12 +108,28 @@ def _synthesis(settings: Settings) -> Handler:
     return SynthesisHandler(configured_synthesizer())  # the template one unless an LLM provider is configured
 
 
+def _metrics(settings: Settings) -> None:
+    from agentlog.services.metrics.service import run_metrics_service
+
+    run_metrics_service(settings)
+
+
+def _projection(settings: Settings) -> None:
+    from agentlog.services.projections.service import run_projection_service
+
+    run_projection_service(settings)
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
+    """A service: either a handler for the transactional loop (`build`) or, for a read-only
+    service that keeps no offsets in Kafka (metrics, projections), its own `run` function."""
+
     name: str
     topics: tuple[str, ...]
-    build: Callable[[Settings], Handler]
+    build: Callable[[Settings], Handler] | None
     description: str
+    run: Callable[[Settings], None] | None = None
 
 
 SERVICES: dict[str, ServiceSpec] = {
@@ -101,19 +140,36 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("tool-worker", (TOOL_INVOCATION_REQUESTS,), _tool_worker, "runs tool invocations"),
         ServiceSpec("aggregator", (CONVERSATION_EVENTS,), _aggregator, "collects results, requests synthesis"),
         ServiceSpec("synthesis", (SYNTHESIS_REQUESTS,), _synthesis, "writes the final answer"),
+        ServiceSpec("metrics", (CONVERSATION_EVENTS,), None, "latency, throughput and lag on /metrics",
+                    run=_metrics),
+        ServiceSpec("projection", (CONVERSATION_EVENTS,), None, "conversation history read model (SQLite, history.json)",
+                    run=_projection),
     )
 }
 
 
 def build_loop(name: str, settings: Settings) -> TransactionalLoop:
     spec = SERVICES[name]
+    if spec.build is None:
+        raise ValueError(f"{name} does not run the transactional loop")
     codec = bootstrap_codec(settings, name)
+    if name == "tool-worker":  # a dedicated pool needs its own consumer group (toolworker/pools.py)
+        from agentlog.services.toolworker.pools import ToolSelection
+
+        name = ToolSelection.from_env().service_name
     return TransactionalLoop(settings, name, spec.topics, spec.build(settings), codec)
 
 
 def run_service(name: str, settings: Settings) -> None:
+    from agentlog.kafka.loop_metrics import serve_from_env
+
+    run = SERVICES[name].run
+    if run is not None:
+        run(settings)
+        return
     loop = build_loop(name, settings)
     loop.install_signal_handlers()
-    log.info("%s started (instance %s)", name, settings.instance_id)
+    port = serve_from_env()
+    log.info("%s started (instance %s)%s", name, settings.instance_id, f"; metrics on :{port}" if port else "")
     loop.run()
     log.info("%s stopped", name)

@@ -64,14 +64,17 @@ class ToolSpec:
     # A local tool is pure, deterministic and fast: the orchestrator may run it inside its own
     # transaction (recorded as the same events), saving two Kafka hops, like Temporal's local activities.
     local: bool = False
+    # JSON argument name -> Python parameter name, for arguments named by a Python keyword ("from").
+    renamed: Mapping[str, str] = field(default_factory=dict)
 
     def catalogue_entry(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "parameters": dict(self.parameters)}
 
     def call(self, arguments: Mapping[str, Any], context: ToolContext) -> ToolOutput:
+        keywords = {self.renamed.get(name, name): value for name, value in arguments.items()}
         if self.wants_context:
-            return self.function(**arguments, context=context)
-        return self.function(**arguments)
+            return self.function(**keywords, context=context)
+        return self.function(**keywords)
 
 
 _SIMPLE_TYPES: dict[Any, dict[str, Any]] = {
@@ -104,8 +107,10 @@ def _schema_for(annotation: Any) -> dict[str, Any]:
     raise TypeError(f"unsupported parameter type for a tool: {annotation!r}")
 
 
-def parameters_schema(function: Callable[..., Any]) -> dict[str, Any]:
-    """JSON Schema of a tool function's keyword parameters, from its type hints."""
+def parameters_schema(function: Callable[..., Any], renamed: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """JSON Schema of a tool function's keyword parameters, from its type hints; `renamed` maps a JSON
+    argument name to the Python parameter that receives it."""
+    json_names = {python: name for name, python in (renamed or {}).items()}
     hints = typing.get_type_hints(function)
     properties: dict[str, Any] = {}
     required: list[str] = []
@@ -117,11 +122,12 @@ def parameters_schema(function: Callable[..., Any]) -> dict[str, Any]:
         schema = _schema_for(hints[name])
         if schema.get("type") == "string":
             schema["minLength"] = 1
+        json_name = json_names.get(name, name)
         if parameter.default is inspect.Parameter.empty:
-            required.append(name)
+            required.append(json_name)
         else:
             schema["default"] = parameter.default
-        properties[name] = schema
+        properties[json_name] = schema
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
 
@@ -148,18 +154,50 @@ DEFAULT_REGISTRY = ToolRegistry()
 
 
 def tool(
-    name: str, description: str, registry: ToolRegistry = DEFAULT_REGISTRY, *, local: bool = False
+    name: str, description: str, registry: ToolRegistry = DEFAULT_REGISTRY, *, local: bool = False,
+    renamed: Mapping[str, str] | None = None,
 ) -> Callable[[Callable[..., ToolOutput]], Callable[..., ToolOutput]]:
     """Register a function as a tool under `name` (the name planners and plans use).
 
     `local=True` declares it pure, deterministic and fast (no I/O, no side effects), which lets the
     orchestrator run it in-process; replaying the log then reaches the same result.
+    `renamed` gives arguments whose JSON name is a Python keyword, e.g. {"from": "from_"}.
     """
 
     def decorate(function: Callable[..., ToolOutput]) -> Callable[..., ToolOutput]:
         wants_context = "context" in inspect.signature(function).parameters
-        registry.register(ToolSpec(name=name, description=description, parameters=parameters_schema(function),
-                                   function=function, wants_context=wants_context, local=local))
+        registry.register(ToolSpec(name=name, description=description,
+                                   parameters=parameters_schema(function, renamed),
+                                   function=function, wants_context=wants_context, local=local,
+                                   renamed=dict(renamed or {})))
         return function
 
     return decorate
+
+
+ENTRY_POINT_GROUP = "agentlog.tools"
+
+
+def load_entry_point_tools(group: str = ENTRY_POINT_GROUP) -> list[str]:
+    """Import the module each installed `agentlog.tools` entry point names; returns the module names.
+
+    This is the tool SDK: a third-party package declares
+    `[project.entry-points."agentlog.tools"] mytools = "mypackage.tools"` and decorates its functions
+    with @tool; importing the module registers them in DEFAULT_REGISTRY. A module that fails to import
+    raises ConfigurationError naming the entry point: a worker silently missing tools would fail every
+    plan that uses them much later and far less clearly.
+    """
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    from agentlog.errors import ConfigurationError
+
+    loaded: list[str] = []
+    for entry in sorted(entry_points(group=group), key=lambda e: e.name):
+        try:
+            import_module(entry.module)
+        except Exception as error:
+            raise ConfigurationError(f"tool entry point {entry.name!r} ({entry.value}) of group {group!r} "
+                                     f"failed to import: {error!r}") from error
+        loaded.append(entry.module)
+    return loaded

@@ -21,9 +21,10 @@ import plyvel
 from confluent_kafka import Message
 
 from agentlog.events.envelope import Envelope
-from agentlog.kafka.eos import Handler, Output
+from agentlog.kafka.eos import Handler, Output, TransactionalLoop
 from agentlog.kafka.topics import CONVERSATION_EVENTS
 from agentlog.services.toolworker.execute import run_tool
+from agentlog.services.toolworker.pools import ToolSelection
 from agentlog.tools.registry import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -52,15 +53,30 @@ class OutcomeStore:
 
 
 class ToolWorkerHandler(Handler):
-    def __init__(self, registry: ToolRegistry, outcomes: OutcomeStore, worker_name: str) -> None:
+    """Runs the invocations its `selection` takes (see pools.py) and skips the others."""
+
+    def __init__(self, registry: ToolRegistry, outcomes: OutcomeStore, worker_name: str,
+                 selection: ToolSelection | None = None) -> None:
         self.registry = registry
         self.outcomes = outcomes
         self.worker_name = worker_name
+        self.selection = selection or ToolSelection()
         self.pending: dict[str, Envelope] = {}
+
+    def bind(self, loop: TransactionalLoop) -> None:
+        """Publish the catalogue of the tools hosted here, for planners (events/registry.py)."""
+        from agentlog.events.registry import publish_catalogue
+
+        hosted = [entry for entry in self.registry.catalogue() if self.selection.takes(entry["name"])]
+        published = publish_catalogue(loop.settings, hosted, publisher=loop.service)
+        log.info("%s hosts %s; catalogue entries published: %s", loop.service,
+                 ", ".join(e["name"] for e in hosted), ", ".join(published) or "none changed")
 
     def handle(self, envelope: Envelope, message: Message, now: datetime) -> list[Output]:
         if envelope.subject != "command.ToolInvocationRequested":
             raise ValueError(f"tool-invocation-requests carries ToolInvocationRequested only, got {envelope.subject}")
+        if not self.selection.takes(envelope.payload["tool"]):
+            return []  # another tool-worker group runs it; the loop still commits this offset
         invocation = envelope.payload["invocationId"]
         recorded = self.pending.get(invocation) or self.outcomes.get(invocation)
         if recorded is not None:

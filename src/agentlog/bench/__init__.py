@@ -1,0 +1,1 @@
+"""`agentlog bench`: load through the real pipeline, with latency, lag, CPU and memory figures."""

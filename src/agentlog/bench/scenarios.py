@@ -1,0 +1,41 @@
+"""Named workloads: what one benchmark conversation asks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    plan: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """`questions` are asked round-robin; `test_tools` means the services need AGENTLOG_TEST_TOOLS=1."""
+
+    name: str
+    description: str
+    questions: tuple[Question, ...]
+    test_tools: bool = False
+
+    def question(self, index: int) -> Question:
+        return self.questions[index % len(self.questions)]
+
+
+ONE_STEP = Question("What is 12.5% of 240?")
+TWO_PARALLEL = Question("What is 2+3 and what is 10*4?")
+SLOW_EFFECT = Question("record one slow effect", {
+    "steps": [{"id": "s1", "tool": "recordEffect", "arguments": {"label": "bench", "delayMs": 50}, "dependsOn": []}],
+    "finalAnswerSynthesisRequired": True,
+})
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("one-step", "one calculateMath step from the offline planner", (ONE_STEP,)),
+    Scenario("two-parallel", "two independent calculateMath steps", (TWO_PARALLEL,)),
+    Scenario("slow-effect", "a client plan: recordEffect on a tool worker, 50 ms of work", (SLOW_EFFECT,), True),
+    Scenario("mix", "the three above, round-robin", (ONE_STEP, TWO_PARALLEL, SLOW_EFFECT), True),
+)}

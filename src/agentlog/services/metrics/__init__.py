@@ -1,0 +1,1 @@
+"""The metrics service: latency per stage, throughput and consumer lag, folded from the log."""

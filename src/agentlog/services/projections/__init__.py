@@ -1,0 +1,1 @@
+"""Read models folded from conversation-events: each keeps its rows and its log position together."""

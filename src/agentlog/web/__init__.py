@@ -1,0 +1,1 @@
+"""The web gateway: an HTTP API and a page over the event log (`agentlog gateway`)."""

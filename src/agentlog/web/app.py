@@ -1,0 +1,129 @@
+"""The gateway's FastAPI application: `create_app(settings)` wires the log reader, the command
+producer and the read side together, and serves the page from `static/`.
+
+Kafka clients block, so every call into them runs in a worker thread; the event loop only waits on
+queues that the single background reader (`live.LiveLog`) fills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agentlog.config import Settings
+from agentlog.conversation import ConversationClient
+from agentlog.errors import AgentlogError, InvalidMessageError
+from agentlog.events.codec import Codec
+from agentlog.events.registry import SchemaRegistry
+from agentlog.web.live import LiveLog
+from agentlog.web.reviews import reviews_router
+from agentlog.web.views import ConversationIndex, EventStore
+
+STATIC_DIR = Path(__file__).parent / "static"
+DEFAULT_CHAT_TIMEOUT_S = 30.0
+SOURCE = "gateway"
+
+
+@dataclass
+class Gateway:
+    """What the endpoints share; built in the lifespan because every part talks to the broker."""
+
+    settings: Settings
+    codec: Codec
+    index: ConversationIndex
+    live: LiveLog
+    client: ConversationClient
+    store: EventStore
+    chat_timeout: float
+
+
+def chat_timeout_from_env() -> float:
+    raw = os.environ.get("AGENTLOG_CHAT_TIMEOUT_S", "")
+    try:
+        return float(raw) if raw else DEFAULT_CHAT_TIMEOUT_S
+    except ValueError as error:
+        raise ValueError(f"AGENTLOG_CHAT_TIMEOUT_S must be a number of seconds, not {raw!r}") from error
+
+
+def _connect(settings: Settings, chat_timeout: float) -> Gateway:
+    """Blocking start-up: read the schemas, start the reader, connect the producer."""
+    codec = Codec(SchemaRegistry(settings).read_all() or None)
+    index = ConversationIndex()
+    live = LiveLog(settings, codec, index.apply)
+    live.start()
+    try:
+        client = ConversationClient(settings, codec, source=SOURCE)
+    except BaseException:
+        live.close()
+        raise
+    return Gateway(settings, codec, index, live, client, EventStore(settings, codec, live.partitions), chat_timeout)
+
+
+def _error(status: int, message: str, details: object = None) -> JSONResponse:
+    body: dict[str, object] = {"error": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(body, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error is JSON with an `error` message a person can read, whatever raised it."""
+
+    async def validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        details = [{"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
+                   for e in exc.errors()]
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        return _error(422, f"invalid request: {summary}", details)
+
+    async def http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return _error(exc.status_code, str(exc.detail))
+
+    async def invalid_message(_: Request, exc: Exception) -> JSONResponse:
+        return _error(422, f"the command would be invalid: {exc}")
+
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        return _error(503, f"the event log is unavailable: {exc}")
+
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(StarletteHTTPException, http)
+    app.add_exception_handler(InvalidMessageError, invalid_message)
+    app.add_exception_handler(AgentlogError, unavailable)
+
+
+def create_app(settings: Settings, *, chat_timeout: float | None = None) -> FastAPI:
+    """The gateway app. `chat_timeout` (seconds a chat request waits for its answer) defaults to
+    AGENTLOG_CHAT_TIMEOUT_S, else 30."""
+    from agentlog.web.routes import router
+
+    timeout = chat_timeout_from_env() if chat_timeout is None else chat_timeout
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = await asyncio.to_thread(_connect, settings, timeout)
+        app.state.gateway = gateway
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(gateway.live.close)
+            await asyncio.to_thread(gateway.client.producer.flush, 5)
+            del app.state.gateway  # the last reference: the producer's client goes with it
+
+    app = FastAPI(title="agentlog gateway", version="0.1.0", lifespan=lifespan,
+                  description="Ask questions, follow their events as they land in the log, read the log back.")
+    _install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(reviews_router(settings))
+    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page")
+    return app

@@ -1,0 +1,218 @@
+"""The gateway's HTTP endpoints under /api (the page at / is static files).
+
+A chat request registers its listener before it produces its command, then waits on that listener
+only: the answer reaches exactly the gateway instance that asked, through its one shared reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field, field_validator
+
+from agentlog.events.envelope import Envelope, new_id
+from agentlog.kafka.dlq import read_dead_letters
+from agentlog.kafka.topics import TOPICS, admin_client
+from agentlog.web.app import Gateway
+from agentlog.web.live import Listener
+from agentlog.web.views import history_of
+
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+DEFAULT_USER = "web-user"
+KEEPALIVE_S = 10.0
+ORIGINAL_TEXT_LIMIT = 4000
+
+router = APIRouter(prefix="/api")
+ConversationId = Annotated[str, Path(pattern=ID_PATTERN, description="the conversation's id (its Kafka key)")]
+
+
+class ChatRequest(BaseModel):
+    prompt: str = Field(min_length=1, max_length=4000, description="the question")
+    conversationId: str | None = Field(None, pattern=ID_PATTERN, description="made by the client; new if absent")
+    userId: str | None = Field(None, min_length=1, max_length=128)
+    plan: dict[str, Any] | None = Field(None, description="run this plan instead of the planner's (advanced)")
+
+    @field_validator("prompt")
+    @classmethod
+    def not_blank(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("the prompt is blank")
+        return prompt
+
+
+class ChatAnswer(BaseModel):
+    conversationId: str
+    turnId: str
+    message: str
+    outcome: str
+
+
+class ChatPending(BaseModel):
+    conversationId: str
+    turnId: str
+    status: str = "pending"
+    stream: str
+
+
+class ResetRequest(BaseModel):
+    userId: str | None = Field(None, min_length=1, max_length=128)
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def _answer(listener: Listener, timeout: float) -> Envelope | None:
+    """The turn's FinalAnswerSynthesized, or None at the deadline (or when the gateway stops)."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            event = await asyncio.wait_for(listener.queue.get(), remaining)
+        except TimeoutError:
+            return None
+        if event is None:
+            return None
+        if event.type == "FinalAnswerSynthesized":
+            return event
+    return None
+
+
+@router.post("/chat", response_model=ChatAnswer, status_code=200,
+             responses={202: {"model": ChatPending, "description": "no answer yet: follow the stream"}})
+async def chat(request: Request, body: ChatRequest) -> Any:
+    """Ask a question; wait up to AGENTLOG_CHAT_TIMEOUT_S for its answer, else 202 with the stream."""
+    gateway = _gateway(request)
+    conversation_id = body.conversationId or f"conv-{uuid.uuid4().hex[:16]}"
+    turn_id = new_id()
+    listener = gateway.live.listen(conversation_id, turn_id)
+    try:
+        await asyncio.to_thread(gateway.client.question, conversation_id, body.userId or DEFAULT_USER, body.prompt,
+                                turn_id=turn_id, plan=body.plan)
+        answer = await _answer(listener, gateway.chat_timeout)
+    finally:
+        gateway.live.forget(listener)
+    if answer is None:
+        pending = ChatPending(conversationId=conversation_id, turnId=turn_id,
+                              stream=f"/api/conversations/{conversation_id}/stream")
+        return JSONResponse(pending.model_dump(), status_code=202)
+    return ChatAnswer(conversationId=conversation_id, turnId=turn_id, message=answer.payload["message"],
+                      outcome=answer.payload["outcome"])
+
+
+@router.get("/conversations")
+async def conversations(request: Request, userId: Annotated[str | None, Query(max_length=128)] = None,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    """Conversations, most recently active first; `complete` is false while the index still reads the log."""
+    gateway = _gateway(request)
+    return {"conversations": [s.to_json() for s in gateway.index.summaries(userId, limit)],
+            "complete": gateway.live.caught_up.is_set()}
+
+
+async def _events_or_404(gateway: Gateway, conversation_id: str) -> list[Envelope]:
+    events = await asyncio.to_thread(gateway.store.events_of, conversation_id)
+    if not events:
+        raise HTTPException(404, f"conversation {conversation_id!r} has no events in the log")
+    return events
+
+
+@router.get("/conversations/{conversation_id}/events")
+async def conversation_events(request: Request, conversation_id: ConversationId) -> dict[str, Any]:
+    """Every event of the conversation in log order (read from the one partition its key maps to)."""
+    events = await _events_or_404(_gateway(request), conversation_id)
+    return {"conversationId": conversation_id, "events": [e.to_json() for e in events]}
+
+
+@router.get("/conversations/{conversation_id}/history")
+async def conversation_history(request: Request, conversation_id: ConversationId) -> dict[str, Any]:
+    """Question/answer pairs since the last reset (an unanswered turn has answer null)."""
+    history = await asyncio.to_thread(history_of, _gateway(request).store, conversation_id)
+    if history is None:
+        raise HTTPException(404, f"conversation {conversation_id!r} has no events in the log")
+    return {"conversationId": conversation_id, "turns": history}
+
+
+@router.get("/conversations/{conversation_id}/stream", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def conversation_stream(request: Request, conversation_id: ConversationId) -> StreamingResponse:
+    """Server-sent events: each new event of the conversation as it lands (`event: <type>`, envelope JSON).
+
+    Any well-formed id is accepted, known or not: the page opens the stream of a brand-new
+    conversation before sending its first question, so that it misses none of its events.
+    """
+    gateway = _gateway(request)
+    listener = gateway.live.listen(conversation_id, live_only=True)
+
+    async def frames() -> AsyncIterator[bytes]:
+        try:
+            yield b"retry: 2000\n\n"
+            while True:
+                try:
+                    event = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if event is None:
+                    return
+                yield b"id: %s\nevent: %s\ndata: %s\n\n" % (event.id.encode(), event.type.encode(),
+                                                               orjson.dumps(event.to_json()))
+        finally:
+            gateway.live.forget(listener)
+
+    return StreamingResponse(frames(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/conversations/{conversation_id}/reset", status_code=202)
+async def reset(request: Request, conversation_id: ConversationId,
+                body: Annotated[ResetRequest | None, Body()] = None) -> dict[str, Any]:
+    """Ask the router to reset the conversation's history (a UserControl command); it records UserHistoryReset."""
+    gateway = _gateway(request)
+    if not gateway.index.contains(conversation_id):
+        await _events_or_404(gateway, conversation_id)
+    user_id = (body.userId if body else None) or DEFAULT_USER
+    sent = await asyncio.to_thread(gateway.client.reset, conversation_id, user_id)
+    return {"conversationId": conversation_id, "turnId": sent.turn_id, "status": "accepted"}
+
+
+def _dead_letters(gateway: Gateway, limit: int) -> dict[str, Any]:
+    letters = list(read_dead_letters(gateway.settings))
+    shown = []
+    for letter in reversed(letters[-limit:]):
+        record = {k: v for k, v in letter.record.items() if k not in ("originalKey", "originalValue")}
+        key = letter.original_key
+        shown.append({"offset": letter.offset, **record,
+                      "key": None if key is None else key.decode("utf-8", errors="replace"),
+                      "original": letter.original_text(ORIGINAL_TEXT_LIMIT)})
+    return {"total": len(letters), "deadLetters": shown}
+
+
+@router.get("/dead-letters")
+async def dead_letters(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+    """The dead-letter queue, newest first: why, from where, and the original message as text."""
+    return await asyncio.to_thread(_dead_letters, _gateway(request), limit)
+
+
+def _health(gateway: Gateway) -> tuple[bool, dict[str, Any]]:
+    try:
+        existing = set(admin_client(gateway.settings).list_topics(timeout=5).topics)
+    except Exception as error:  # any failure to reach the broker is the answer, not a crash
+        return False, {"status": "unavailable", "broker": False, "error": str(error)}
+    topics = {spec.name: gateway.settings.topic(spec.name) in existing for spec in TOPICS}
+    healthy = all(topics.values())
+    return healthy, {"status": "ok" if healthy else "degraded", "broker": True, "topics": topics,
+                     "reader": {"caughtUp": gateway.live.caught_up.is_set(), "error": gateway.live.failure}}
+
+
+@router.get("/health", responses={503: {"description": "the broker is unreachable or a topic is missing"}})
+async def health(request: Request) -> JSONResponse:
+    """Whether the broker answers and every topic exists (503 when not)."""
+    healthy, body = await asyncio.to_thread(_health, _gateway(request))
+    return JSONResponse(body, status_code=200 if healthy else 503)

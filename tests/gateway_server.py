@@ -1,0 +1,86 @@
+"""The web gateway for tests: the real app in uvicorn on a free port, in a thread of the test process,
+and an environment of its own (topic prefix, var/ dir) shared by the tests of one module."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import orjson
+import uvicorn
+
+from agentlog.config import Settings
+from agentlog.web.app import create_app
+from helpers import wait_for
+
+
+def isolated_env(base: dict[str, str], bootstrap: str, directory: Path) -> dict[str, str]:
+    """Like the `agentlog_env` fixture, for a module-scoped stack: own prefix and var/ directory."""
+    env = dict(base)
+    env.update({
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "AGENTLOG_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
+        "AGENTLOG_VAR_DIR": str(directory / "var"),
+        "AGENTLOG_TEST_TOOLS": "1",
+        "AGENTLOG_TEST_TOOL_DIR": str(directory / "test-tools"),
+        "AGENTLOG_PAUSE_DIR": str(directory / "pauses"),
+        "AGENTLOG_LOG_LEVEL": "INFO",
+    })
+    env.pop("AGENTLOG_PAUSE_AT", None)
+    return env
+
+
+class GatewayServer:
+    """`with GatewayServer(settings) as gw:` serves the app at gw.url until the block ends."""
+
+    def __init__(self, settings: Settings, chat_timeout: float | None = None) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        config = uvicorn.Config(create_app(settings, chat_timeout=chat_timeout), log_level="warning",
+                                timeout_graceful_shutdown=1)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+        self.client = httpx.Client(base_url=self.url, timeout=60)
+
+    def __enter__(self) -> GatewayServer:
+        self.thread.start()
+        wait_for(lambda: self.server.started or not self.thread.is_alive(), timeout=60, what="the gateway to start")
+        assert self.server.started, "the gateway did not start (see the log above)"
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.client.close()
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.socket.close()
+
+
+def sse_events(client: httpx.Client, path: str, stop: str, ready: threading.Event | None = None,
+               timeout: float = 60) -> Iterator[tuple[str, dict[str, object]]]:
+    """(event type, envelope) from an SSE stream until an event of type `stop` (inclusive).
+
+    `ready` is set once the response headers arrived, i.e. the gateway has registered the stream.
+    """
+    with client.stream("GET", path, timeout=httpx.Timeout(timeout)) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        if ready is not None:
+            ready.set()
+        kind, data = "", b""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[len("event: "):]
+            elif line.startswith("data: "):
+                data = line[len("data: "):].encode()
+            elif line == "" and kind:
+                yield kind, orjson.loads(data)
+                if kind == stop:
+                    return
+                kind, data = "", b""

@@ -1,0 +1,27 @@
+"""A tiny closed-loop benchmark through the real pipeline: it finishes and writes its report.
+No timing is asserted: the figures depend on the machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agentlog.bench.report import write_report
+from agentlog.bench.runner import BenchConfig, run_bench
+from agentlog.bench.scenarios import SCENARIOS
+
+
+def test_a_small_closed_loop_run_answers_every_question_and_writes_its_report(
+        agentlog_env: dict[str, str], tmp_path: Path) -> None:
+    config = BenchConfig(SCENARIOS["one-step"], count=5, concurrency=2, warmup=2, hop_round_trips=20)
+    result = run_bench(config, agentlog_env, tmp_path / "work")
+    (phase,) = result.phases
+    assert len(phase.answers) == 5 and phase.timeouts == 0
+    assert {a.outcome for a in phase.answers} == {"completed"}
+    assert len(result.hop_seconds) == 20
+    assert set(phase.usage.cpu_seconds) >= {"router", "orchestrator", "tool-worker", "aggregator", "synthesis"}
+
+    report = write_report(result, tmp_path / "results", command="agentlog bench -n 5 -c 2")
+    text = report.read_text()
+    assert "| closed n=5 c=2 | 5 | 0 |" in text and "end_to_end" in text and "## Machine" in text
+    assert (tmp_path / "results" / "one-step-stages.png").stat().st_size > 0
+    assert (tmp_path / "results" / f"{result.run_id}.json").exists()

@@ -1,0 +1,161 @@
+"""The history projection against a real broker and real services, each its own OS process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from agentlog.events.envelope import Envelope
+from agentlog.kafka.client import producer_config
+from agentlog.kafka.reader import read_range
+from agentlog.kafka.topics import CONVERSATION_EVENTS
+from agentlog.services.projections.history import fold
+from agentlog.services.projections.service import rebuild
+from agentlog.services.projections.store import JSON_NAME, HistoryReadModel, history_db_path
+from helpers import Stack, wait_for
+
+PIPELINE = ("router", "orchestrator", "tool-worker", "aggregator", "synthesis")
+
+
+@pytest.fixture
+def stack(agentlog_env: dict[str, str]) -> Iterator[Stack]:
+    stack = Stack(agentlog_env)
+    stack.start(*PIPELINE)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def model(stack: Stack) -> HistoryReadModel:
+    return HistoryReadModel(history_db_path(stack.settings))
+
+
+def json_path(stack: Stack) -> Path:
+    return history_db_path(stack.settings).with_name(JSON_NAME)
+
+
+def log_events(stack: Stack) -> tuple[list[Envelope], dict[int, int]]:
+    """Every event of the store as logged (duplicates included) and the next offset per partition."""
+    events, ends = [], {}
+    for message in read_range(stack.settings, stack.settings.topic(CONVERSATION_EVENTS)):
+        partition, offset = message.partition(), message.offset()
+        assert partition is not None and offset is not None
+        events.append(stack.codec.decode(message.value()))
+        ends[partition] = offset + 1
+    return events, ends
+
+
+def caught_up(stack: Stack) -> bool:
+    _, ends = log_events(stack)
+    position = model(stack).offsets(stack.settings.topic(CONVERSATION_EVENTS))
+    return all(position.get(partition, 0) >= end for partition, end in ends.items())
+
+
+def snapshot(stack: Stack) -> dict[str, Any]:
+    """Everything a reader of the projection can see: the list, each history, history.json."""
+    read = model(stack)
+    conversations = read.conversations()
+    return {"conversations": conversations,
+            "histories": {c["conversationId"]: read.history(c["conversationId"]) for c in conversations},
+            "json": orjson.loads(json_path(stack).read_bytes())}
+
+
+def expected_from_log(stack: Stack) -> dict[str, Any]:
+    """What the pure fold makes of the whole log, in the read model's shapes."""
+    state = fold(log_events(stack)[0])
+    return {"histories": {cid: [t.to_json() for t in c.turns] for cid, c in state.conversations.items()},
+            "json": {cid: c.messages() for cid, c in state.conversations.items()}}
+
+
+def settle(stack: Stack) -> dict[str, Any]:
+    """Wait until the projection has reached the log's end and rewritten history.json after it."""
+    wait_for(lambda: caught_up(stack), what="the projection to reach the end of the log")
+    expected = expected_from_log(stack)
+    wait_for(lambda: orjson.loads(json_path(stack).read_bytes()) == expected["json"], what="history.json to follow")
+    return expected
+
+
+def resend(stack: Stack, predicate: Callable[[Envelope], bool]) -> int:
+    """Append byte-for-byte copies of matching events, as a producer retrying after a crash would."""
+    producer = Producer(producer_config(stack.settings, "test-duplicator"))
+    topic = stack.settings.topic(CONVERSATION_EVENTS)
+    count = 0
+    for message in read_range(stack.settings, topic):
+        if predicate(stack.codec.decode(message.value())):
+            producer.produce(topic, key=message.key(), value=message.value())
+            count += 1
+    assert producer.flush(10) == 0
+    return count
+
+
+def converse(stack: Stack) -> None:
+    """Two conversations; the second is reset and then asked again."""
+    stack.ask("What is 6*7?", "conv-h1")
+    stack.ask("What is 2+3?", "conv-h2")
+    stack.ask("What is 100-1?", "conv-h1")
+    stack.client.reset("conv-h2", "tester")
+    stack.ask("What is 10*4?", "conv-h2")  # same partition of user-commands: routed after the reset
+
+
+def pairs(history: list[dict[str, Any]] | None) -> list[tuple[str, str]]:
+    assert history is not None
+    return [(turn["question"], turn["answer"]) for turn in history]
+
+
+def test_history_of_two_conversations_with_a_reset_and_duplicated_events(stack: Stack) -> None:
+    stack.start("projection")
+    converse(stack)
+    copied = resend(stack, lambda e: e.type in ("UserQueryReceived", "FinalAnswerSynthesized", "UserHistoryReset"))
+    assert copied == 9  # 4 questions, 4 answers, 1 reset: the reset's copy lands after the last question
+    expected = settle(stack)
+    read = model(stack)
+    h1, h2 = pairs(read.history("conv-h1")), pairs(read.history("conv-h2"))
+    assert [q for q, _ in h1] == ["What is 6*7?", "What is 100-1?"] and "42" in h1[0][1] and "99" in h1[1][1]
+    assert [q for q, _ in h2] == ["What is 10*4?"] and "40" in h2[0][1]
+    assert read.history("conv-unknown") is None
+    assert {c["conversationId"]: c["turns"] for c in read.conversations()} == {"conv-h1": 2, "conv-h2": 1}
+    messages = orjson.loads(json_path(stack).read_bytes())
+    assert messages["conv-h2"] == [{"role": "user", "content": "What is 10*4?"},
+                                   {"role": "assistant", "content": h2[0][1]}]
+    assert [m["role"] for m in messages["conv-h1"]] == ["user", "assistant", "user", "assistant"]
+    assert snapshot(stack)["histories"] == expected["histories"]
+
+
+def test_rebuild_from_offset_zero_equals_the_incremental_projection(stack: Stack) -> None:
+    stack.start("projection")
+    converse(stack)
+    resend(stack, lambda e: e.type == "UserHistoryReset")
+    settle(stack)
+    incremental = snapshot(stack)
+    offsets = rebuild(stack.settings, stack.codec)
+    assert snapshot(stack) == incremental
+    assert offsets == log_events(stack)[1]
+    # The running projection picks the swapped-in database up and carries on from its offsets.
+    stack.ask("What is 1+1?", "conv-h1")
+    expected = settle(stack)
+    assert snapshot(stack)["histories"] == expected["histories"]
+    assert len(expected["histories"]["conv-h1"]) == 3
+    stack.assert_alive()
+
+
+@pytest.mark.crash
+@pytest.mark.parametrize("point", ["projection.before_commit", "projection.after_commit"])
+def test_a_projection_killed_mid_way_resumes_to_the_same_result(stack: Stack, point: str) -> None:
+    converse(stack)
+    stack.start("projection", pause_at=[point])
+    wait_for(lambda: stack.pause_marker(point).exists(), what=f"the projection to reach {point}")
+    stack.kill("projection")
+    stack.ask("What is 7-2?", "conv-h2")  # the log moves on while the projection is down
+    stack.start("projection")
+    expected = settle(stack)
+    found = snapshot(stack)
+    assert found["histories"] == expected["histories"]
+    assert [q for q, _ in pairs(found["histories"]["conv-h2"])] == ["What is 10*4?", "What is 7-2?"]
+    rebuild(stack.settings, stack.codec)
+    assert snapshot(stack) == found
