@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agentlog.kafka.broker import LocalBroker
+from helpers import Stack
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,3 +56,14 @@ def agentlog_env(kafka_bootstrap: str, tmp_path: Path) -> dict[str, str]:
     })
     env.pop("AGENTLOG_PAUSE_AT", None)
     return env
+
+
+@pytest.fixture
+def stack(agentlog_env: dict[str, str]) -> Iterator[Stack]:
+    """All the services running as OS processes, on this test's environment; stopped afterwards."""
+    stack = Stack(agentlog_env)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()

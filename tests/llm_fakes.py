@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from agentlog.llm.base import ChatMessage, Completion
 from agentlog.llm.http import ProviderError
-
-
-@dataclass(frozen=True)
-class Reply:
-    body: Any = None
-    status: int = 200
-    hang: bool = False
+from fake_http import FakeHTTPServer, FakeRequest, Reply
 
 
 @dataclass(frozen=True)
@@ -34,51 +26,17 @@ class Request:
     body: dict[str, Any]
 
 
-class ScriptedServer:
+class ScriptedServer(FakeHTTPServer):
     """Answers each POST with the next scripted reply (HTTP 500 once the script is used up)."""
 
     def __init__(self, replies: Sequence[Reply]) -> None:
         self.replies = list(replies)
         self.requests: list[Request] = []
-        self.release = threading.Event()
-        self._lock = threading.Lock()
-        server = self
+        super().__init__(self._next_reply, methods=("POST",))
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                with server._lock:
-                    server.requests.append(Request(self.path, dict(self.headers), body))
-                    reply = server.replies.pop(0) if server.replies else Reply({"error": "script used up"}, 500)
-                if reply.hang:
-                    server.release.wait(30)
-                    return
-                data = json.dumps(reply.body).encode() if not isinstance(reply.body, bytes) else reply.body
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> ScriptedServer:
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def _next_reply(self, request: FakeRequest) -> Reply:
+        self.requests.append(Request(request.target, request.headers, json.loads(request.body or b"{}")))
+        return self.replies.pop(0) if self.replies else Reply({"error": "script used up"}, 500)
 
 
 @contextmanager

@@ -7,58 +7,23 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from llm_fakes import Reply
+from fake_http import FakeHTTPServer, FakeRequest, Reply
 
 Route = Callable[[str, dict[str, str]], Reply]
 
 
-class FakeAPI:
+class FakeAPI(FakeHTTPServer):
     def __init__(self, route: Route) -> None:
         self.requests: list[tuple[str, dict[str, str]]] = []
-        self.release = threading.Event()
-        server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                parts = urlsplit(self.path)
-                query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-                server.requests.append((parts.path, query))
-                reply = route(parts.path, query)
-                if reply.hang:
-                    server.release.wait(30)
-                    return
-                data = json.dumps(reply.body).encode() if not isinstance(reply.body, bytes) else reply.body
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+        def answer(request: FakeRequest) -> Reply:
+            path, query = request.path, request.query
+            self.requests.append((path, query))
+            return route(path, query)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> FakeAPI:
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(answer, methods=("GET",))
 
 
 RATES_PER_USD = {"ILS": 3.71, "EUR": 0.92, "USD": 1.0}

@@ -107,22 +107,50 @@ def init() -> None:
 
 @app.command("topics")
 def topics() -> None:
-    """The topics, their partition counts and the configs agentlog relies on."""
+    """The topics: partitions, the configs agentlog relies on, size, and each reading group's lag."""
+    from collections import Counter
+
+    from confluent_kafka import Consumer
+
+    from agentlog.kafka.client import consumer_config
+    from agentlog.kafka.reader import watermarks
     from agentlog.kafka.topics import TOPICS, describe_topics
+    from agentlog.services.metrics.lag import LagReader
 
     settings = _settings()
     described = describe_topics(settings)
-    table = Table("topic", "partitions", "cleanup.policy", "retention.ms", "purpose")
+    lag_reader = LagReader(settings)
+    lags: dict[str, Counter[str]] = {}
+    for lag in lag_reader.read():
+        lags.setdefault(lag.topic, Counter())[lag.group] += lag.lag
+    lag_reader.close()
+    consumer = Consumer(consumer_config(settings, None, "agentlog-topics"))
+    table = Table("topic", "partitions", "cleanup.policy", "retention.ms", "messages", "on disk", "lag by group",
+                  "purpose")
     for spec in TOPICS:
-        info = described.get(settings.topic(spec.name))
+        name = settings.topic(spec.name)
+        info = described.get(name)
         if info is None:
-            table.add_row(settings.topic(spec.name), "missing", "", "", spec.purpose)
+            table.add_row(name, "missing", "", "", "", "", "", spec.purpose)
             continue
         config = info["config"]
-        assert isinstance(config, dict)
-        table.add_row(settings.topic(spec.name), str(info["partitions"]), config.get("cleanup.policy", ""),
-                      config.get("retention.ms", ""), spec.purpose)
+        assert isinstance(config, dict) and isinstance(info["partitions"], int)
+        spans = [watermarks(consumer, name, p) for p in range(info["partitions"])]
+        table.add_row(name, str(info["partitions"]), config.get("cleanup.policy", ""), config.get("retention.ms", ""),
+                      str(sum(high - low for low, high in spans)), _disk_size(settings, name),
+                      ", ".join(f"{group} {lag}" for group, lag in sorted(lags.get(spec.name, Counter()).items())),
+                      spec.purpose)
+    consumer.close()
     console.print(table)
+
+
+def _disk_size(settings: Settings, topic: str) -> str:
+    """Bytes on disk, readable only for the local broker's data directory (n/a for a remote cluster)."""
+    if settings.external_cluster:
+        return "n/a"
+    data = settings.kafka_dir / "data"
+    total = sum(f.stat().st_size for d in data.glob(f"{topic}-*") if d.is_dir() for f in d.iterdir() if f.is_file())
+    return f"{total / 1024:.0f} KiB"
 
 
 @app.command("service")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from confluent_kafka import Producer
 
 from agentlog.kafka.client import producer_config
@@ -14,16 +11,6 @@ from helpers import Stack, group_caught_up, tool_counts, wait_for
 
 PLAN = {"steps": [{"id": "a", "tool": "recordEffect", "arguments": {"label": "dup"}, "dependsOn": []}],
         "finalAnswerSynthesisRequired": True}
-
-
-@pytest.fixture
-def stack(agentlog_env: dict[str, str]) -> Iterator[Stack]:
-    stack = Stack(agentlog_env)
-    stack.start()
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 def resend(stack: Stack, topic: str, predicate: object) -> int:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from helpers import Stack, wait_for
 
@@ -16,16 +14,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def stack(agentlog_env: dict[str, str]) -> Iterator[Stack]:
-    stack = Stack(agentlog_env)
-    stack.start()
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 def fetch(url: str) -> httpx.Response | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -18,16 +17,6 @@ from agentlog.kafka.topics import USER_COMMANDS
 from agentlog.ops.redrive import RedriveError, redrive
 from agentlog.ops.replay import conversation_events, verify
 from helpers import Stack, wait_for
-
-
-@pytest.fixture
-def stack(agentlog_env: dict[str, str]) -> Iterator[Stack]:
-    stack = Stack(agentlog_env)
-    stack.start()
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:

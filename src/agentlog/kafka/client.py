@@ -67,14 +67,15 @@ def consumer_config(settings: Settings, group: str | None, client_id: str) -> di
     return config
 
 
-def poll_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:
-    """Wait for one message, then take whatever else is already fetched.
+def poll_batch(consumer: Consumer, max_messages: int, timeout: float, linger: float = 0.0) -> list[Message]:
+    """Wait for one message, then take what else arrives within `linger` seconds.
 
     `Consumer.consume(n, timeout)` waits until n messages or the timeout, which adds the whole
-    timeout to every hop when traffic is light; this returns as soon as anything arrives and still
-    batches under load.
+    timeout to every hop when traffic is light; this returns as soon as anything arrives. Callers
+    pass a small `linger` only under load, where a few milliseconds buy much larger batches (and so
+    fewer transactions, whose per-commit round trips dominate the cost).
     """
     first = consumer.poll(timeout)
     if first is None:
         return []
-    return [first, *consumer.consume(max_messages - 1, 0)]
+    return [first, *consumer.consume(max_messages - 1, linger)]

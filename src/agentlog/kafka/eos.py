@@ -163,6 +163,8 @@ class TransactionalLoop:
         self.producer = Producer(transactional_producer_config(settings, client_id))
         self.consumer = Consumer(consumer_config(settings, service, client_id))
         self.metrics = LoopMetrics(service)
+        self.batch_linger = float(os.environ.get("AGENTLOG_BATCH_LINGER_MS", "5")) / 1000
+        self._last_batch = 0
         self.watchdog = Watchdog(float(os.environ.get("AGENTLOG_TXN_WATCHDOG_S", "60")))
         handler.bind(self)
 
@@ -204,7 +206,10 @@ class TransactionalLoop:
         return min(MAX_IDLE_WAIT, max(0.0, wakeup - time.monotonic()))
 
     def _poll_once(self) -> None:
-        messages = poll_batch(self.consumer, BATCH_SIZE, self._poll_timeout())
+        # Under load (the last batch had company) linger briefly to batch more per transaction.
+        linger = self.batch_linger if self._last_batch > 1 else 0.0
+        messages = poll_batch(self.consumer, BATCH_SIZE, self._poll_timeout(), linger)
+        self._last_batch = len(messages)
         now = utc_now()
         outputs: list[RawOutput] = []
         offsets: dict[tuple[str, int], int] = {}

@@ -3,7 +3,6 @@
 // localStorage: the conversation id is the Kafka key of everything the conversation produces.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const EVENT_TYPES = ["UserQueryReceived", "PlanGenerated", "ToolInvocationRequested", "ToolInvocationResulted",
   "StepTimerFired", "PlanStepCompleted", "PlanCompleted", "PlanFailed", "FinalAnswerSynthesized",
   "UserHistoryReset", "DeadLetterRedriven"];
@@ -35,30 +34,6 @@ const state = {
   pendingTurns: new Set(),// turnIds answered 202: their answer comes from the stream
   pending: 0,             // questions without an answer yet (the typing indicator shows while > 0)
 };
-
-async function api(method, path, body) {
-  const init = { method, headers: {} };
-  if (body !== undefined) { init.headers["content-type"] = "application/json"; init.body = JSON.stringify(body); }
-  const response = await fetch(path, init);
-  let data = null;
-  try { data = await response.json(); } catch { data = null; }
-  return { status: response.status, data };
-}
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function toast(text) {
-  const box = $("toast");
-  box.textContent = text;
-  box.hidden = false;
-  clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { box.hidden = true; }, 3500);
-}
 
 function clock(timestamp) { return timestamp.slice(11, 23); }
 
@@ -340,7 +315,7 @@ async function refreshHealth() {
 
 // ---- wiring -------------------------------------------------------------------------------------
 function showView(tab) {
-  for (const other of document.querySelectorAll(".tab")) {
+  for (const other of document.querySelectorAll(".tab[data-view]")) {
     const active = other === tab;
     other.classList.toggle("active", active);
     other.setAttribute("aria-selected", String(active));
@@ -366,7 +341,7 @@ function init() {
   for (const suggestion of document.querySelectorAll(".suggestion")) {
     suggestion.addEventListener("click", () => ask(suggestion.textContent));
   }
-  for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => showView(tab));
+  for (const tab of document.querySelectorAll(".tab[data-view]")) tab.addEventListener("click", () => showView(tab));
   $("new-conversation").addEventListener("click", () => { loadConversation(randomId("web-")); prompt.focus(); });
   $("reset-history").addEventListener("click", resetHistory);
   $("dlq-refresh").addEventListener("click", loadDeadLetters);

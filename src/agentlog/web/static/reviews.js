@@ -3,17 +3,7 @@
 // Plain JS, no build step; talks to /api/products (agentlog.web.reviews).
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const state = { products: [], current: null };
-
-async function api(method, path, body) {
-  const init = { method, headers: {} };
-  if (body !== undefined) { init.headers["content-type"] = "application/json"; init.body = JSON.stringify(body); }
-  const response = await fetch(path, init);
-  let data = null;
-  try { data = await response.json(); } catch { data = null; }
-  return { status: response.status, data };
-}
 
 // The gateway answers errors as {error}; a bare FastAPI app as {detail}.
 function errorText(result) {
@@ -21,21 +11,6 @@ function errorText(result) {
   if (typeof data.error === "string") return data.error;
   if (Array.isArray(data.detail)) return data.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
   return data.detail || `request failed (${result.status})`;
-}
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function toast(text) {
-  const box = $("toast");
-  box.textContent = text;
-  box.hidden = false;
-  clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { box.hidden = true; }, 3500);
 }
 
 function stars(rating) {
