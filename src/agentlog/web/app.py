@@ -26,6 +26,7 @@ from agentlog.errors import AgentlogError, InvalidMessageError
 from agentlog.events.codec import Codec
 from agentlog.events.registry import SchemaRegistry
 from agentlog.web.live import LiveLog
+from agentlog.web.metrics import metrics_url_from_env
 from agentlog.web.reviews import reviews_router
 from agentlog.web.views import ConversationIndex, EventStore
 
@@ -45,6 +46,7 @@ class Gateway:
     client: ConversationClient
     store: EventStore
     chat_timeout: float
+    metrics_url: str
 
 
 def chat_timeout_from_env() -> float:
@@ -55,7 +57,7 @@ def chat_timeout_from_env() -> float:
         raise ValueError(f"AGENTLOG_CHAT_TIMEOUT_S must be a number of seconds, not {raw!r}") from error
 
 
-def _connect(settings: Settings, chat_timeout: float) -> Gateway:
+def _connect(settings: Settings, chat_timeout: float, metrics_url: str) -> Gateway:
     """Blocking start-up: read the schemas, start the reader, connect the producer."""
     codec = Codec(SchemaRegistry(settings).read_all() or None)
     index = ConversationIndex()
@@ -66,7 +68,8 @@ def _connect(settings: Settings, chat_timeout: float) -> Gateway:
     except BaseException:
         live.close()
         raise
-    return Gateway(settings, codec, index, live, client, EventStore(settings, codec, live.partitions), chat_timeout)
+    return Gateway(settings, codec, index, live, client, EventStore(settings, codec, live.partitions), chat_timeout,
+                   metrics_url)
 
 
 def _error(status: int, message: str, details: object = None) -> JSONResponse:
@@ -102,16 +105,18 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AgentlogError, unavailable)
 
 
-def create_app(settings: Settings, *, chat_timeout: float | None = None) -> FastAPI:
+def create_app(settings: Settings, *, chat_timeout: float | None = None, metrics_url: str | None = None) -> FastAPI:
     """The gateway app. `chat_timeout` (seconds a chat request waits for its answer) defaults to
-    AGENTLOG_CHAT_TIMEOUT_S, else 30."""
+    AGENTLOG_CHAT_TIMEOUT_S, else 30; `metrics_url` (the metrics service's JSON, proxied at
+    /api/metrics) to AGENTLOG_METRICS_URL, else port AGENTLOG_METRICS_PORT (9464) on 127.0.0.1."""
     from agentlog.web.routes import router
 
     timeout = chat_timeout_from_env() if chat_timeout is None else chat_timeout
+    metrics = metrics_url or metrics_url_from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gateway = await asyncio.to_thread(_connect, settings, timeout)
+        gateway = await asyncio.to_thread(_connect, settings, timeout, metrics)
         app.state.gateway = gateway
         try:
             yield

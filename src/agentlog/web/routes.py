@@ -22,6 +22,7 @@ from agentlog.kafka.dlq import read_dead_letters
 from agentlog.kafka.topics import TOPICS, admin_client
 from agentlog.web.app import Gateway
 from agentlog.web.live import Listener
+from agentlog.web.metrics import NOT_RUNNING, MetricsUnavailable, fetch_snapshot, panel_of
 from agentlog.web.views import history_of
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -216,3 +217,19 @@ async def health(request: Request) -> JSONResponse:
     """Whether the broker answers and every topic exists (503 when not)."""
     healthy, body = await asyncio.to_thread(_health, _gateway(request))
     return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+@router.get("/metrics", responses={404: {"description": "the metrics service is not running"},
+                                   502: {"description": "the metrics service answered something unusable"}})
+async def metrics(request: Request) -> JSONResponse:
+    """Headline numbers for the page's panel, from the metrics service (`agentlog service metrics`):
+    conversations, turns by outcome, events, throughput, turn latency (s), consumer lag. 404 when
+    that service is not running, so that the page shows the panel only when metrics run."""
+    url = _gateway(request).metrics_url
+    try:
+        snapshot = await fetch_snapshot(url)
+    except MetricsUnavailable as error:
+        if error.not_running:
+            return JSONResponse({"error": NOT_RUNNING, "details": {"url": url, "reason": str(error)}}, status_code=404)
+        return JSONResponse({"error": str(error)}, status_code=502)
+    return JSONResponse(panel_of(snapshot))

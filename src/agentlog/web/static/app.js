@@ -288,9 +288,11 @@ function flatten(value, prefix, rows) {
 }
 
 async function refreshMetrics() {
+  // Poll whatever the answer: the metrics service may start (or stop) after the page loaded.
+  setTimeout(refreshMetrics, 5000);
   let result;
   try { result = await api("GET", "/api/metrics"); } catch { return; }
-  if (result.status === 404) { $("metrics").hidden = true; return; } // no metrics in this deployment
+  if (result.status === 404) { $("metrics").hidden = true; return; } // the metrics service is not running
   if (result.status !== 200 || !result.data) return;
   const rows = flatten(result.data, "", []).slice(0, 12);
   $("metrics-list").replaceChildren(...rows.flatMap(([name, value]) => [
@@ -298,7 +300,6 @@ async function refreshMetrics() {
     element("dd", "", typeof value === "number" ? Number(value.toFixed(2)).toLocaleString() : value),
   ]));
   $("metrics").hidden = rows.length === 0;
-  setTimeout(refreshMetrics, 5000);
 }
 
 async function refreshHealth() {
