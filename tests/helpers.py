@@ -53,27 +53,55 @@ class Stack:
 
     def start(self, *names: str, pause_at: Iterable[str] = (), extra_env: Mapping[str, str] | None = None) -> None:
         for name in names or ALL_SERVICES:
-            env = dict(self.env)
-            env.update(extra_env or {})
-            if pause_at:
-                env["AGENTLOG_PAUSE_AT"] = ",".join(pause_at)
-            self.processes[name] = spawn_service(name, self.log_dir / f"{name}.log", env)
+            self._spawn(name, name, None, pause_at, extra_env)
+
+    def start_instance(self, service: str, instance: str, *, pause_at: Iterable[str] = (),
+                       extra_env: Mapping[str, str] | None = None) -> str:
+        """Start one more instance of `service` (same consumer group, own AGENTLOG_INSTANCE: own
+        transactional id and local store), keyed "<service>#<instance>" in `processes`."""
+        key = f"{service}#{instance}"
+        self._spawn(key, service, instance, pause_at, extra_env)
+        return key
+
+    def _spawn(self, key: str, service: str, instance: str | None, pause_at: Iterable[str],
+               extra_env: Mapping[str, str] | None) -> None:
+        env = dict(self.env)
+        env.update(extra_env or {})
+        if instance is not None:
+            env["AGENTLOG_INSTANCE"] = instance
+        if pause_at:
+            env["AGENTLOG_PAUSE_AT"] = ",".join(pause_at)
+        self.processes[key] = spawn_service(service, self._log_path(key), env)
+
+    def _log_path(self, key: str) -> Path:
+        return self.log_dir / f"{key.replace('#', '.')}.log"
 
     def kill(self, name: str) -> None:
+        """SIGKILL a service (or an instance key such as "orchestrator#2")."""
         process = self.processes.pop(name)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
 
+    def terminate(self, name: str, timeout: float = 30.0) -> int:
+        """SIGTERM: a clean stop (the consumer leaves its group); returns the exit code."""
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGTERM)
+        return process.wait(timeout)
+
     def restart(self, name: str, **kwargs: Any) -> None:
         self.kill(name)
-        self.start(name, **kwargs)
+        service, _, instance = name.partition("#")
+        if instance:
+            self.start_instance(service, instance, **kwargs)
+        else:
+            self.start(name, **kwargs)
 
     def assert_alive(self) -> None:
         for name, process in self.processes.items():
             assert process.poll() is None, f"{name} died:\n{self.log(name)[-3000:]}"
 
     def log(self, name: str) -> str:
-        path = self.log_dir / f"{name}.log"
+        path = self._log_path(name)
         return path.read_text(errors="replace") if path.exists() else ""
 
     def ask(self, text: str, conversation_id: str, *, plan: Mapping[str, Any] | None = None,
@@ -134,7 +162,9 @@ def group_caught_up(settings: Settings, group: str, topic: str) -> bool:
     physical = settings.topic(topic)
     ends: dict[int, int] = {}
     for message in read_range(settings, physical):
-        ends[message.partition()] = message.offset() + 1
+        partition, offset = message.partition(), message.offset()
+        assert partition is not None and offset is not None
+        ends[partition] = offset + 1
     consumer = Consumer(consumer_config(settings, group, "test-lag"))
     try:
         committed = consumer.committed([TopicPartition(physical, p) for p in ends], timeout=10)

@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         via: Annotated[str, typer.Option("--via", help="ask through the web gateway at this URL")] = "",
         attach: Annotated[bool, typer.Option(help="use the running stack instead of starting one")] = False,
         hop: Annotated[int, typer.Option(help="round trips measuring the one-hop floor (0: skip)")] = 300,
+        scale: Annotated[str, typer.Option(help="instances per service, e.g. orchestrator=2,tool-worker=2")] = "",
         out: Annotated[Path, typer.Option(help="where BENCHMARK.md, plots and raw JSON go")] = Path("bench/results"),
     ) -> None:
         """Load through the real pipeline: latency percentiles, per-stage latency, throughput, lag,
@@ -41,10 +42,18 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
         if via and any(q.plan is not None for q in SCENARIOS[scenario].questions):
             raise typer.BadParameter(f"{scenario} sends its own plan, which the gateway does not take")
+        from agentlog.bench.stack import parse_scale
+
+        try:
+            instances = parse_scale(scale)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+        if attach and instances:
+            raise typer.BadParameter("--scale starts the instances itself; it does not go with --attach")
         rates = tuple(float(r) for r in sweep.split(",") if r.strip())
         config = BenchConfig(SCENARIOS[scenario], count=count, concurrency=concurrency, rate=rate, duration=duration,
                              sweep=rates, warmup=warmup, timeout=timeout, via=via or None, attach=attach,
-                             hop_round_trips=hop)
+                             hop_round_trips=hop, scale=instances)
         work_dir = Settings.from_env().var_dir / "bench"
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as progress:

@@ -75,7 +75,9 @@ def markdown(result: BenchResult, all_figures: list[PhaseFigures], command: str)
     lines = [f"# agentlog bench: {config.scenario.name}", "",
              f"{config.scenario.description}; run `{result.run_id}`, "
              f"{'via the gateway ' + config.via if config.via else 'direct Kafka client'}, "
-             f"warm-up {config.warmup} conversations.", "", f"Command: `{command}`", "",
+             f"warm-up {config.warmup} conversations"
+             + "".join(f", {n} × {name}" for name, n in sorted(config.scale.items()) if n > 1) + ".", "",
+             f"Command: `{command}`", "",
              "| phase | answers | timeouts | throughput (conv/s) | p50 ms | p95 ms | p99 ms | max ms | "
              "CPU s / conv | p50 / hop floor |", "|---|---|---|---|---|---|---|---|---|---|"]
     for f in all_figures:
@@ -151,6 +153,7 @@ def write_report(result: BenchResult, out: Path, command: str | None = None) -> 
     report.write_text(markdown(result, all_figures, command) + "\n"
                       + "".join(f"![{p.stem}]({p.name})\n" for p in images))
     raw = {"runId": result.run_id, "scenario": result.config.scenario.name, "command": command,
+           "scale": dict(result.config.scale),
            "hopSeconds": summarize(result.hop_seconds).to_json(), "machine": machine(),
            "phases": [{"label": f.phase.label, "offeredRate": f.phase.offered_rate, "answers": len(f.phase.answers),
                        "timeouts": f.phase.timeouts, "throughput": f.throughput, "client": f.client.to_json(),

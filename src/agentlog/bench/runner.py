@@ -39,6 +39,7 @@ class BenchConfig:
     via: str | None = None
     attach: bool = False
     hop_round_trips: int = 300
+    scale: Mapping[str, int] = field(default_factory=dict)  # instances per service (default 1)
 
     @property
     def rates(self) -> tuple[float, ...]:
@@ -132,7 +133,7 @@ def run_bench(config: BenchConfig, env: Mapping[str, str], work_dir: Path,
     """Run the whole benchmark; `progress(description, total)` returns a callback per finished turn."""
     run_id = time.strftime("%Y%m%d%H%M%S") + "-" + uuid.uuid4().hex[:6]
     tag = f"bench-{run_id}-"
-    stack = BenchStack(env, work_dir, run_id, attach=config.attach)
+    stack = BenchStack(env, work_dir, run_id, attach=config.attach, scale=config.scale)
     track = progress or (lambda _d, _t: lambda: None)
     collector: EventCollector | None = None
     client: Client | None = None

@@ -4,8 +4,10 @@ and what they cost: CPU seconds, peak PSS, consumer lag, sampled while the load 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +24,32 @@ from agentlog.supervisor import spawn_service
 SERVICES = ("router", "orchestrator", "tool-worker", "aggregator", "synthesis")
 
 
+def parse_scale(text: str) -> dict[str, int]:
+    """`orchestrator=2,tool-worker=2` -> instances per service (the others run one)."""
+    scale: dict[str, int] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, _, count = item.partition("=")
+        name = name.strip()
+        if name not in SERVICES or not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(f"bad --scale item {item!r}: expected <service>=<instances >= 1>, "
+                             f"service one of {', '.join(SERVICES)}")
+        scale[name] = int(count)
+    return scale
+
+
 class BenchStack:
     """Broker (LocalBroker unless KAFKA_BOOTSTRAP_SERVERS is set) and the five services, under a
-    topic prefix of this run so runs never see each other's messages."""
+    topic prefix of this run so runs never see each other's messages. `scale` runs several
+    instances of a service in its consumer group (own AGENTLOG_INSTANCE each), keyed
+    "<service>#<n>" from the second one on."""
 
-    def __init__(self, env: Mapping[str, str], work_dir: Path, run_id: str, *, attach: bool = False) -> None:
+    def __init__(self, env: Mapping[str, str], work_dir: Path, run_id: str, *, attach: bool = False,
+                 scale: Mapping[str, int] | None = None) -> None:
         self.env = dict(env)
         self.attach = attach
+        self.scale = dict(scale or {})
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._broker: LocalBroker | None = None
         self.broker_pid: int | None = None
@@ -36,6 +57,8 @@ class BenchStack:
         if not attach:
             if base.bootstrap_servers is None:
                 self._start_broker(base)
+            # Local state of earlier runs belongs to their topic prefixes: start empty.
+            shutil.rmtree(work_dir / "var" / "state", ignore_errors=True)
             self.env.update({
                 "AGENTLOG_TOPIC_PREFIX": f"bench-{run_id}.",
                 "AGENTLOG_VAR_DIR": str(work_dir / "var"),
@@ -61,7 +84,42 @@ class BenchStack:
         ensure_topics(self.settings)
         bootstrap_codec(self.settings, "bench")
         for name in SERVICES:
-            self.processes[name] = spawn_service(name, self.log_dir / f"{name}.log", self.env)
+            for index in range(self.scale.get(name, 1)):
+                if index == 0:
+                    self.processes[name] = spawn_service(name, self.log_dir / f"{name}.log", self.env)
+                else:
+                    env = {**self.env, "AGENTLOG_INSTANCE": f"scale{index}"}
+                    self.processes[f"{name}#{index}"] = spawn_service(name, self.log_dir / f"{name}.{index}.log", env)
+        if any(n > 1 for n in self.scale.values()):
+            self.wait_for_groups()
+
+    def wait_for_groups(self, timeout: float = 120.0) -> None:
+        """Until every scaled service's group is stable with all its instances in it, so that no
+        rebalance (instances still joining) falls into a measured phase."""
+        from confluent_kafka import ConsumerGroupState
+        from confluent_kafka.admin import AdminClient
+
+        from agentlog.kafka.client import base_config
+
+        admin = AdminClient(base_config(self.settings))
+        wanted = {self.settings.group(name): n for name, n in self.scale.items()}
+        deadline = time.monotonic() + timeout
+        while True:
+            self.assert_alive()
+            futures = admin.describe_consumer_groups(list(wanted))
+            ready = True
+            for group, future in futures.items():
+                try:
+                    description = future.result()
+                except Exception:
+                    ready = False
+                    continue
+                ready &= description.state == ConsumerGroupState.STABLE and len(description.members) == wanted[group]
+            if ready:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"consumer groups {wanted} did not become stable within {timeout:.0f} s")
+            time.sleep(0.2)  # polling the group state, with a deadline
 
     def pids(self) -> dict[str, int]:
         """Every process whose cost counts: the services (ours, or found by command line) and the broker."""
@@ -70,7 +128,8 @@ class BenchStack:
             for proc in psutil.process_iter(["pid", "cmdline"]):
                 cmd = proc.info["cmdline"] or []
                 if "agentlog" in cmd and "service" in cmd and cmd[-1] in SERVICES:
-                    found[cmd[-1]] = proc.info["pid"]
+                    key = cmd[-1] if cmd[-1] not in found else f"{cmd[-1]}#{proc.info['pid']}"
+                    found[key] = proc.info["pid"]
         if self.broker_pid is not None:
             found["kafka"] = self.broker_pid
         return found
@@ -78,7 +137,7 @@ class BenchStack:
     def assert_alive(self) -> None:
         for name, process in self.processes.items():
             if process.poll() is not None:
-                log = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
+                log = (self.log_dir / f"{name.replace('#', '.')}.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{name} exited with {process.returncode}:\n{log}")
 
     def stop(self) -> None:

@@ -165,6 +165,7 @@ class TransactionalLoop:
         self.metrics = LoopMetrics(service)
         self.batch_linger = float(os.environ.get("AGENTLOG_BATCH_LINGER_MS", "5")) / 1000
         self._last_batch = 0
+        self._rebalances = 0
         self.watchdog = Watchdog(float(os.environ.get("AGENTLOG_TXN_WATCHDOG_S", "60")))
         handler.bind(self)
 
@@ -188,10 +189,12 @@ class TransactionalLoop:
             self.producer.flush(10)
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalances += 1
         log.info("%s assigned %s", self.service, [(p.topic, p.partition) for p in partitions])
         self.handler.on_assign(partitions)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalances += 1
         log.info("%s revoked %s", self.service, [(p.topic, p.partition) for p in partitions])
         self.handler.on_revoke(partitions)
 
@@ -208,8 +211,15 @@ class TransactionalLoop:
     def _poll_once(self) -> None:
         # Under load (the last batch had company) linger briefly to batch more per transaction.
         linger = self.batch_linger if self._last_batch > 1 else 0.0
+        rebalances = self._rebalances
         messages = poll_batch(self.consumer, BATCH_SIZE, self._poll_timeout(), linger)
         self._last_batch = len(messages)
+        if messages and self._rebalances != rebalances:
+            # The assignment changed while this batch was fetched: some messages may belong to
+            # partitions (and state) no longer ours. Drop the batch; re-read from the committed offsets.
+            log.info("%s dropped a batch of %d fetched across a rebalance", self.service, len(messages))
+            self._seek_to_committed()
+            return
         now = utc_now()
         outputs: list[RawOutput] = []
         offsets: dict[tuple[str, int], int] = {}
@@ -328,4 +338,8 @@ class TransactionalLoop:
         assignment = self.consumer.assignment()
         for tp in self.committed(assignment):
             target = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-            self.consumer.seek(TopicPartition(tp.topic, tp.partition, target))
+            try:
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition, target))
+            except KafkaException as error:
+                # A partition whose fetcher has not started yet starts at the committed offset anyway.
+                log.debug("%s seek %s[%s] skipped: %s", self.service, tp.topic, tp.partition, error)

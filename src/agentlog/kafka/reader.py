@@ -7,7 +7,7 @@ the DLQ listing. It stops at the high watermark seen when it starts, so it alway
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -40,15 +40,18 @@ def read_range(
     starts: Mapping[int, int] | None = None,
     ends: Mapping[int, int] | None = None,
     timeout: float = 30.0,
+    partitions: Iterable[int] | None = None,
 ) -> Iterator[Message]:
     """Yield messages of `topic` (a physical name) from `starts` (default: beginning) up to `ends`
-    (default: the high watermarks now), partition by partition in offset order."""
+    (default: the high watermarks now), partition by partition in offset order; only the given
+    `partitions` when set (`starts` and `ends` do not narrow the partitions read)."""
     consumer = Consumer(consumer_config(settings, None, "agentlog-reader"))
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if metadata is None or metadata.error is not None:
             raise BrokerError(f"topic {topic} does not exist")
-        for partition in sorted(metadata.partitions):
+        wanted = set(metadata.partitions) if partitions is None else set(partitions) & set(metadata.partitions)
+        for partition in sorted(wanted):
             low, high = watermarks(consumer, topic, partition, timeout)
             end = high if ends is None else ends.get(partition, high)
             start = max(low, (starts or {}).get(partition, OFFSET_BEGINNING))

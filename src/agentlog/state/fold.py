@@ -81,7 +81,7 @@ class FoldHandler(Handler, Generic[S]):
             return
         replayed = 0
         for message in read_range(loop.settings, topic, starts={partition: applied or 0},
-                                  ends={partition: committed}):
+                                  ends={partition: committed}, partitions=[partition]):
             try:
                 envelope = loop.codec.decode(message.value())
             except InvalidMessageError:

@@ -1,0 +1,61 @@
+"""Measure how fast the history projection rebuilds from the log (issue 10: >= 100,000 events/s).
+
+Writes N synthetic turns (the event mix of a one-step turn, 7 events each) to a fresh topic prefix
+on the broker at KAFKA_BOOTSTRAP_SERVERS, then times `agentlog projections rebuild`'s function.
+
+    KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/python bench/projection_rebuild.py 20000
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import uuid
+
+from confluent_kafka import Producer
+
+from agentlog.config import Settings
+from agentlog.events.codec import Codec
+from agentlog.events.envelope import caused_by, command, parse_timestamp
+from agentlog.kafka.client import producer_config
+from agentlog.kafka.topics import CONVERSATION_EVENTS, ensure_topics
+from agentlog.services.projections.service import rebuild
+
+
+def main(turns: int) -> None:
+    env = dict(os.environ, AGENTLOG_TOPIC_PREFIX=f"rebuild{uuid.uuid4().hex[:8]}.",
+               AGENTLOG_VAR_DIR=tempfile.mkdtemp(prefix="agentlog-rebuild-"))
+    settings = Settings.from_env(env)
+    ensure_topics(settings)
+    codec = Codec()
+    producer = Producer({**producer_config(settings, "rebuild-bench"), "linger.ms": 20})
+    topic = settings.topic(CONVERSATION_EVENTS)
+    events = 0
+    started = time.perf_counter()
+    for n in range(turns):
+        root = command("UserQueryReceived", conversation_id=f"c{n % 500}", turn_id=f"t{n}", user_id="u",
+                       payload={"userInput": f"What is {n} * 2?"}, source="bench")
+        now = parse_timestamp(root.timestamp)
+        chain = [("UserQueryReceived", {"userInput": root.payload["userInput"], "language": "en"}),
+                 ("PlanGenerated", {"plan": {"steps": [], "finalAnswerSynthesisRequired": True},
+                                    "planner": "bench", "language": "en"}),
+                 ("PlanCompleted", {"finalAnswerSynthesisRequired": True, "stepCount": 0}),
+                 ("FinalAnswerSynthesized", {"message": f"{n} * 2 = {2 * n}.", "outcome": "completed",
+                                             "synthesizer": "bench"})]
+        for type_, payload in chain:
+            event = caused_by(root, "event", type_, payload, source="bench", now=now)
+            producer.produce(topic, key=root.conversation_id.encode(), value=codec.encode(event))
+            events += 1
+            producer.poll(0)
+    producer.flush(60)
+    print(f"wrote {events} events in {time.perf_counter() - started:.1f} s")
+    started = time.perf_counter()
+    rebuild(settings, codec)
+    elapsed = time.perf_counter() - started
+    print(f"rebuilt the history projection from {events} events in {elapsed:.2f} s: {events / elapsed:,.0f} events/s")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20000)
