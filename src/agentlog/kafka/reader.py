@@ -71,7 +71,8 @@ def _read_partition(consumer: Consumer, tp: TopicPartition, end: int, timeout: f
     while position < end:
         if time.monotonic() > deadline:
             raise BrokerError(f"timed out reading {tp.topic}[{tp.partition}] at {position} of {end}")
-        for message in consumer.consume(500, 0.5):
+        # consume() waits out its timeout unless the batch fills: keep it short, the loop re-polls.
+        for message in consumer.consume(500, 0.05):
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:

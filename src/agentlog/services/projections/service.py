@@ -40,6 +40,7 @@ from agentlog.services.projections.store import (
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+REBUILD_BATCH_SIZE = 10_000  # a rebuild has no reader waiting on it: fewer, larger SQLite transactions
 POLL_TIMEOUT_S = 0.25
 
 
@@ -137,7 +138,7 @@ def rebuild(settings: Settings, codec: Codec) -> dict[int, int]:
         pending: list[Message] = []
         for message in read_range(settings, topic):
             pending.append(message)
-            if len(pending) >= BATCH_SIZE:
+            if len(pending) >= REBUILD_BATCH_SIZE:
                 batch, pending = decode_batch(codec, pending), []
                 store.apply_batch(batch.events, batch.offsets)
         batch = decode_batch(codec, pending)
