@@ -155,6 +155,8 @@ def test_chaos_loses_nothing_and_duplicates_nothing(stack: Stack, kafka_broker: 
     assert set(effects) == succeeded_keys and set(effects.values()) <= {1}
     dead = list(read_dead_letters(stack.settings))
     assert len(dead) == BAD_MESSAGES and all("not valid JSON" in d.record["reason"] for d in dead)
-    print(f"\nchaos: {len(turns)} questions in {SECONDS:.0f} s, kills {dict(chaos.kills)}, "
+    outcomes = Counter(e.payload["outcome"] for t in turns for e in {x.id: x for x in log[t]}.values()
+                       if e.type == "FinalAnswerSynthesized")
+    print(f"\nchaos: {len(turns)} questions in {SECONDS:.0f} s, kills {dict(chaos.kills)}, answers {dict(outcomes)}, "
           f"tool starts {len(starts)}, effects {len(effects)}, answers {sum(answers.values())}, "
           f"lost 0, duplicated answers 0")

@@ -151,9 +151,11 @@ class TransactionalLoop:
         handler: Handler,
         codec: Codec,
         instance: str | None = None,
+        batch_size: int = BATCH_SIZE,
     ) -> None:
         self.settings = settings
         self.service = service
+        self.batch_size = batch_size
         self.instance = instance or settings.instance_id
         self.topics = [settings.topic(t) for t in topics]
         self.handler = handler
@@ -212,7 +214,7 @@ class TransactionalLoop:
         # Under load (the last batch had company) linger briefly to batch more per transaction.
         linger = self.batch_linger if self._last_batch > 1 else 0.0
         rebalances = self._rebalances
-        messages = poll_batch(self.consumer, BATCH_SIZE, self._poll_timeout(), linger)
+        messages = poll_batch(self.consumer, self.batch_size, self._poll_timeout(), linger)
         self._last_batch = len(messages)
         if messages and self._rebalances != rebalances:
             # The assignment changed while this batch was fetched: some messages may belong to

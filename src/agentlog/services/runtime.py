@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from agentlog.config import Settings
 from agentlog.errors import ConfigurationError
 from agentlog.events.registry import bootstrap_codec
-from agentlog.kafka.eos import Handler, TransactionalLoop
+from agentlog.kafka.eos import BATCH_SIZE, Handler, TransactionalLoop
 from agentlog.kafka.topics import (
     CONVERSATION_EVENTS,
     SYNTHESIS_REQUESTS,
@@ -23,6 +23,7 @@ from agentlog.tools.registry import DEFAULT_REGISTRY, ToolRegistry, ToolSpec, lo
 
 log = logging.getLogger(__name__)
 
+TOOL_BATCH_SIZE = 8
 BUILTIN_TOOL_MODULES = ("agentlog.tools.math", "agentlog.tools.exchange", "agentlog.tools.weather",
                         "agentlog.tools.products", "agentlog.tools.rag", "agentlog.tools.review",
                         "agentlog.tools.chat")
@@ -130,6 +131,9 @@ class ServiceSpec:
     build: Callable[[Settings], Handler] | None
     description: str
     run: Callable[[Settings], None] | None = None
+    # Messages per transaction at most. Tool calls are slow: a small batch commits each result
+    # soon, and a crash re-runs few calls (their effects stay keyed, but starts and latency add up).
+    batch_size: int = BATCH_SIZE
 
 
 SERVICES: dict[str, ServiceSpec] = {
@@ -137,7 +141,8 @@ SERVICES: dict[str, ServiceSpec] = {
     for spec in (
         ServiceSpec("router", (USER_COMMANDS,), _router, "questions -> UserQueryReceived + PlanGenerated"),
         ServiceSpec("orchestrator", (CONVERSATION_EVENTS,), _orchestrator, "drives plans step by step"),
-        ServiceSpec("tool-worker", (TOOL_INVOCATION_REQUESTS,), _tool_worker, "runs tool invocations"),
+        ServiceSpec("tool-worker", (TOOL_INVOCATION_REQUESTS,), _tool_worker, "runs tool invocations",
+                    batch_size=TOOL_BATCH_SIZE),
         ServiceSpec("aggregator", (CONVERSATION_EVENTS,), _aggregator, "collects results, requests synthesis"),
         ServiceSpec("synthesis", (SYNTHESIS_REQUESTS,), _synthesis, "writes the final answer"),
         ServiceSpec("metrics", (CONVERSATION_EVENTS,), None, "latency, throughput and lag on /metrics",
@@ -157,7 +162,7 @@ def build_loop(name: str, settings: Settings) -> TransactionalLoop:
         from agentlog.services.toolworker.pools import ToolSelection
 
         name = ToolSelection.from_env().service_name
-    return TransactionalLoop(settings, name, spec.topics, spec.build(settings), codec)
+    return TransactionalLoop(settings, name, spec.topics, spec.build(settings), codec, batch_size=spec.batch_size)
 
 
 def run_service(name: str, settings: Settings) -> None:
