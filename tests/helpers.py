@@ -171,3 +171,18 @@ def group_caught_up(settings: Settings, group: str, topic: str) -> bool:
         return all(tp.offset >= ends[tp.partition] for tp in committed)
     finally:
         consumer.close()
+
+
+def mixed_question(index: int, label: str, delay_ms: int) -> tuple[str, dict[str, Any] | None]:
+    """The load mix of the chaos and rebalance tests: a local-tool question, a two-step parallel one,
+    and a two-step plan of the effect-counting test tool (the second step uses the first's result)."""
+    kind = index % 3
+    if kind == 0:
+        return f"What is {index} * 3?", None
+    if kind == 1:
+        return "What is 2+3 and what is 10*4?", None
+    plan = {"steps": [{"id": "a", "tool": "recordEffect", "arguments": {"label": f"{label}{index}", "delayMs": delay_ms},
+                       "dependsOn": []},
+                      {"id": "b", "tool": "recordEffect", "arguments": {"label": "{{a}}-b"}, "dependsOn": ["a"]}],
+            "finalAnswerSynthesisRequired": True}
+    return f"effects {index}", plan

@@ -26,7 +26,7 @@ from agentlog.kafka.dlq import read_dead_letters
 from agentlog.kafka.reader import read_range
 from agentlog.kafka.topics import CONVERSATION_EVENTS, USER_COMMANDS
 from agentlog.ops.replay import verify
-from helpers import ALL_SERVICES, Stack, tool_counts, wait_for
+from helpers import ALL_SERVICES, Stack, mixed_question, tool_counts, wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -34,19 +34,6 @@ SECONDS = float(os.environ.get("AGENTLOG_CHAOS_SECONDS", "25"))
 RATE = float(os.environ.get("AGENTLOG_CHAOS_RATE", "6"))  # questions per second
 KILL_EVERY = 2.0
 BAD_MESSAGES = 3
-
-
-def _question(index: int) -> tuple[str, dict[str, Any] | None]:
-    kind = index % 3
-    if kind == 0:
-        return f"What is {index} * 3?", None
-    if kind == 1:
-        return "What is 2+3 and what is 10*4?", None
-    plan = {"steps": [{"id": "a", "tool": "recordEffect", "arguments": {"label": f"e{index}", "delayMs": 100},
-                       "dependsOn": []},
-                      {"id": "b", "tool": "recordEffect", "arguments": {"label": "{{a}}-b"}, "dependsOn": ["a"]}],
-            "finalAnswerSynthesisRequired": True}
-    return f"effects {index}", plan
 
 
 class Chaos:
@@ -100,7 +87,7 @@ def test_chaos_loses_nothing_and_duplicates_nothing(stack: Stack, kafka_broker: 
         index = 0
         started = time.monotonic()
         while time.monotonic() - started < SECONDS:
-            question, plan = _question(index)
+            question, plan = mixed_question(index, label="e", delay_ms=100)
             sent.append(stack.client.question(f"chaos-{index % 17}", "chaos", question, plan=plan))
             index += 1
             time.sleep(max(0.0, started + index / RATE - time.monotonic()))  # pacing the load, not syncing

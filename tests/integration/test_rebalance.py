@@ -25,7 +25,7 @@ from agentlog.events.envelope import Envelope
 from agentlog.kafka.reader import read_range
 from agentlog.kafka.topics import CONVERSATION_EVENTS
 from agentlog.ops.replay import verify
-from helpers import Stack, tool_counts, wait_for
+from helpers import Stack, mixed_question, tool_counts, wait_for
 
 pytestmark = [pytest.mark.crash, pytest.mark.timeout(240)]
 
@@ -33,19 +33,6 @@ LOAD_SECONDS = 15.0
 MAX_LOAD_SECONDS = 60.0
 RATE = 4.0  # questions per second
 CONVERSATIONS = 19  # keys spread over the six partitions
-
-
-def _question(index: int) -> tuple[str, dict[str, Any] | None]:
-    kind = index % 3
-    if kind == 0:
-        return f"What is {index} * 7?", None
-    if kind == 1:
-        return "What is 2+3 and what is 10*4?", None
-    plan = {"steps": [{"id": "a", "tool": "recordEffect", "arguments": {"label": f"r{index}", "delayMs": 200},
-                       "dependsOn": []},
-                      {"id": "b", "tool": "recordEffect", "arguments": {"label": "{{a}}-b"}, "dependsOn": ["a"]}],
-            "finalAnswerSynthesisRequired": True}
-    return f"effects {index}", plan
 
 
 def assignments(stack: Stack, key: str, service: str) -> list[list[int]]:
@@ -86,7 +73,7 @@ def test_partitions_move_between_instances_without_loss_or_duplicates(stack: Sta
         while time.monotonic() - started < LOAD_SECONDS or not disrupted.is_set():
             if time.monotonic() - started > MAX_LOAD_SECONDS:
                 break
-            question, plan = _question(index)
+            question, plan = mixed_question(index, label="r", delay_ms=200)
             envelope = stack.client.question(f"rebalance-{index % CONVERSATIONS}", "tester", question, plan=plan)
             with sent_lock:
                 sent.append(envelope)

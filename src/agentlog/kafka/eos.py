@@ -163,7 +163,10 @@ class TransactionalLoop:
         self.stopping = threading.Event()
         client_id = f"{service}-{self.instance}"
         self.producer = Producer(transactional_producer_config(settings, client_id))
-        self.consumer = Consumer(consumer_config(settings, service, client_id))
+        # Static membership: a restarted instance (same id) takes its partitions back at once,
+        # instead of waiting for the group to time out its previous incarnation.
+        self.consumer = Consumer({**consumer_config(settings, service, client_id),
+                                  "group.instance.id": settings.topic(client_id)})
         self.metrics = LoopMetrics(service)
         self.batch_linger = float(os.environ.get("AGENTLOG_BATCH_LINGER_MS", "5")) / 1000
         self._last_batch = 0
