@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def stack(agentlog_env: dict[str, str]) -> Iterator[Stack]:
-    stack = Stack(agentlog_env)
-    stack.start()
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 def assert_not_running(gateway: GatewayServer, url: str) -> None:
