@@ -7,8 +7,10 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 import orjson
@@ -84,3 +86,19 @@ def sse_events(client: httpx.Client, path: str, stop: str, ready: threading.Even
                 if kind == stop:
                     return
                 kind, data = "", b""
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@contextmanager
+def chromium_page(**page_options: Any) -> Iterator[Any]:
+    """A page in Debian's headless Chromium (Playwright never downloads a browser here)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            yield browser.new_page(**page_options)
+        finally:
+            browser.close()

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway_server import GatewayServer
+from gateway_server import CHROMIUM, GatewayServer, chromium_page
 from helpers import Stack
 
-playwright = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TIMEOUT_MS = 60_000
 
@@ -21,58 +20,48 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's ch
 
 
 @pytest.fixture
-def gateway(agentlog_env: dict[str, str]) -> Iterator[GatewayServer]:
-    stack = Stack(agentlog_env)
-    stack.start()
-    try:
-        with GatewayServer(stack.settings) as server:
-            yield server
-    finally:
-        stack.stop()
+def gateway(stack: Stack) -> Iterator[GatewayServer]:
+    with GatewayServer(stack.settings) as server:
+        yield server
 
 
 def test_a_question_on_the_page_gets_its_answer_and_a_live_timeline(gateway: GatewayServer) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(gateway.url)
-            page.wait_for_function("document.getElementById('conversation-id').textContent.startsWith('web-')")
-            conversation_id = page.text_content("#conversation-id")
-            assert page.evaluate("localStorage.getItem('agentlog.conversationId')") == conversation_id
-            assert page.evaluate("localStorage.getItem('agentlog.userId')").startswith("user-")
+    with chromium_page(viewport={"width": 1440, "height": 900}) as page:
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(gateway.url)
+        page.wait_for_function("document.getElementById('conversation-id').textContent.startsWith('web-')")
+        conversation_id = page.text_content("#conversation-id")
+        assert page.evaluate("localStorage.getItem('agentlog.conversationId')") == conversation_id
+        assert page.evaluate("localStorage.getItem('agentlog.userId')").startswith("user-")
 
-            page.fill("#prompt", "What is 2+3 and what is 10*4?")
-            page.press("#prompt", "Enter")
-            page.wait_for_selector("#typing:not([hidden])")
-            answer = page.wait_for_selector(".message.assistant")
-            assert "= 5" in answer.inner_text() and "= 40" in answer.inner_text()
-            assert page.is_hidden("#typing")
-            page.wait_for_selector(".event[data-type='FinalAnswerSynthesized']")
-            types = page.eval_on_selector_all(".event", "items => items.map(i => i.dataset.type)")
-            assert types[0] == "UserQueryReceived" and types.count("ToolInvocationResulted") == 2
+        page.fill("#prompt", "What is 2+3 and what is 10*4?")
+        page.press("#prompt", "Enter")
+        page.wait_for_selector("#typing:not([hidden])")
+        answer = page.wait_for_selector(".message.assistant")
+        assert "= 5" in answer.inner_text() and "= 40" in answer.inner_text()
+        assert page.is_hidden("#typing")
+        page.wait_for_selector(".event[data-type='FinalAnswerSynthesized']")
+        types = page.eval_on_selector_all(".event", "items => items.map(i => i.dataset.type)")
+        assert types[0] == "UserQueryReceived" and types.count("ToolInvocationResulted") == 2
 
-            page.click(".event[data-type='ToolInvocationResulted']")
-            shown = page.wait_for_selector(".event.open pre.json")
-            assert '"type": "ToolInvocationResulted"' in shown.inner_text()
-            assert f'"conversationId": "{conversation_id}"' in shown.inner_text()
+        page.click(".event[data-type='ToolInvocationResulted']")
+        shown = page.wait_for_selector(".event.open pre.json")
+        assert '"type": "ToolInvocationResulted"' in shown.inner_text()
+        assert f'"conversationId": "{conversation_id}"' in shown.inner_text()
 
-            page.wait_for_selector(f"#conversations li[data-id='{conversation_id}']")
-            assert page.is_hidden("#metrics"), "no /api/metrics here: the panel stays hidden"
-            page.screenshot(path=str(ARTIFACTS / "gateway-page.png"))
+        page.wait_for_selector(f"#conversations li[data-id='{conversation_id}']")
+        assert page.is_hidden("#metrics"), "no /api/metrics here: the panel stays hidden"
+        page.screenshot(path=str(ARTIFACTS / "gateway-page.png"))
 
-            page.reload()  # the ids live in localStorage: the conversation comes back with its history
-            page.wait_for_selector(".message.assistant")
-            assert page.text_content("#conversation-id") == conversation_id
-            assert page.locator(".message.user").inner_text() == "What is 2+3 and what is 10*4?"
+        page.reload()  # the ids live in localStorage: the conversation comes back with its history
+        page.wait_for_selector(".message.assistant")
+        assert page.text_content("#conversation-id") == conversation_id
+        assert page.locator(".message.user").inner_text() == "What is 2+3 and what is 10*4?"
 
-            page.click("#tab-dlq")
-            page.wait_for_selector("#dead-letters .empty")
-            page.set_viewport_size({"width": 390, "height": 844})
-            page.emulate_media(color_scheme="dark")
-            page.click("#tab-chat")
-            page.screenshot(path=str(ARTIFACTS / "gateway-page-narrow.png"), full_page=True)
-        finally:
-            browser.close()
+        page.click("#tab-dlq")
+        page.wait_for_selector("#dead-letters .empty")
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.emulate_media(color_scheme="dark")
+        page.click("#tab-chat")
+        page.screenshot(path=str(ARTIFACTS / "gateway-page-narrow.png"), full_page=True)

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 import socket
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agentlog.web.metrics import NOT_RUNNING
-from gateway_server import GatewayServer
+from gateway_server import CHROMIUM, GatewayServer, chromium_page
 from helpers import Stack, wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
 BROWSER = CHROMIUM.exists() and importlib.util.find_spec("playwright") is not None
 PANEL_KEYS = ["conversations", "turnsCompleted", "turnsFailed", "turnsInFlight", "events", "duplicates",
               "eventsPerSecond", "turnP50Seconds", "turnP95Seconds", "consumerLag"]
@@ -36,24 +34,17 @@ def assert_not_running(gateway: GatewayServer, url: str) -> None:
 def page_panel(gateway: GatewayServer) -> dict[str, str] | None:
     """The metrics panel of the page loaded now, name -> shown value; None when the page hides it
     (it does when /api/metrics is 404)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(30_000)
-            with page.expect_response(lambda r: r.url.endswith("/api/metrics")) as fetched:
-                page.goto(gateway.url)
-            if fetched.value.status != 200:
-                page.wait_for_selector("#metrics", state="hidden")
-                return None
-            page.wait_for_selector("#metrics:not([hidden]) dt")
-            names = page.eval_on_selector_all("#metrics-list dt", "items => items.map(i => i.textContent)")
-            values = page.eval_on_selector_all("#metrics-list dd", "items => items.map(i => i.textContent)")
-            return dict(zip(names, values, strict=True))
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        page.set_default_timeout(30_000)
+        with page.expect_response(lambda r: r.url.endswith("/api/metrics")) as fetched:
+            page.goto(gateway.url)
+        if fetched.value.status != 200:
+            page.wait_for_selector("#metrics", state="hidden")
+            return None
+        page.wait_for_selector("#metrics:not([hidden]) dt")
+        names = page.eval_on_selector_all("#metrics-list dt", "items => items.map(i => i.textContent)")
+        values = page.eval_on_selector_all("#metrics-list dd", "items => items.map(i => i.textContent)")
+        return dict(zip(names, values, strict=True))
 
 
 def test_api_metrics_proxies_the_metrics_service_and_is_404_while_it_is_down(
