@@ -186,3 +186,35 @@ def mixed_question(index: int, label: str, delay_ms: int) -> tuple[str, dict[str
                       {"id": "b", "tool": "recordEffect", "arguments": {"label": "{{a}}-b"}, "dependsOn": ["a"]}],
             "finalAnswerSynthesisRequired": True}
     return f"effects {index}", plan
+
+
+def events_by_turn(stack: Stack) -> dict[str, list[Envelope]]:
+    """Every event of the test's event store, grouped by turn, in log order."""
+    log: dict[str, list[Envelope]] = {}
+    for message in read_range(stack.settings, stack.settings.topic(CONVERSATION_EVENTS)):
+        event = stack.codec.decode(message.value())
+        log.setdefault(event.turn_id, []).append(event)
+    return log
+
+
+def wait_settled(stack: Stack, turns: Iterable[str], timeout: float, interval: float,
+                 on_poll: Callable[[], None]) -> dict[str, list[Envelope]]:
+    """Wait until every turn has its answer and verifies (late results of timed-out attempts
+    included); `on_poll` runs before each look (e.g. a supervisor's restarts). Returns the log."""
+    from agentlog.ops.replay import verify
+
+    wanted = list(turns)
+    progress: dict[str, Any] = {}
+
+    def settled() -> dict[str, list[Envelope]]:
+        on_poll()
+        log = events_by_turn(stack)
+        missing = [t for t in wanted if not any(e.type == "FinalAnswerSynthesized" for e in log.get(t, []))]
+        violations = [v for t in wanted for v in verify(log.get(t, []))]
+        progress.update(missing=len(missing), violations=violations[:5])
+        return log if not missing and not violations else {}
+
+    try:
+        return wait_for(settled, timeout=timeout, interval=interval, what=f"all {len(wanted)} questions to settle")
+    except AssertionError:
+        raise AssertionError(f"not settled: {progress}") from None

@@ -71,6 +71,18 @@ def kafka_stop() -> None:
     console.print("Kafka stopped" if stopped else "Kafka was not running")
 
 
+@kafka_app.command("reset")
+def kafka_reset(yes: Annotated[bool, typer.Option("--yes", help="really delete the broker's data")] = False) -> None:
+    """Stop the local broker and delete its data (every topic, offset and schema): a fresh start."""
+    from agentlog.kafka.broker import LocalBroker
+
+    if not yes:
+        raise _fail(ValueError("this deletes every event in the local broker; pass --yes to do it"))
+    broker = LocalBroker(_settings().kafka_dir)
+    broker.wipe()
+    console.print(f"Kafka stopped and {broker.data_dir} deleted")
+
+
 @kafka_app.command("status")
 def kafka_status() -> None:
     """Say whether the local broker (or the configured cluster) is up."""

@@ -86,6 +86,9 @@ def test_start_produce_consume_stop_restart(tmp_path: Path) -> None:
         admin = AdminClient({"bootstrap.servers": bootstrap})
         assert topic in admin.list_topics(timeout=30).topics
         assert _consume_one(bootstrap, topic, subscribe=False).value() == b"hello"
+
+        broker.wipe()  # `agentlog kafka reset`
+        assert not broker.status().running and not broker.data_dir.exists()
     finally:
         broker.stop()
     assert not broker.status().running

@@ -23,10 +23,8 @@ from confluent_kafka import Producer
 from agentlog.kafka.broker import LocalBroker
 from agentlog.kafka.client import producer_config
 from agentlog.kafka.dlq import read_dead_letters
-from agentlog.kafka.reader import read_range
-from agentlog.kafka.topics import CONVERSATION_EVENTS, USER_COMMANDS
-from agentlog.ops.replay import verify
-from helpers import ALL_SERVICES, Stack, mixed_question, tool_counts, wait_for
+from agentlog.kafka.topics import USER_COMMANDS
+from helpers import ALL_SERVICES, Stack, mixed_question, tool_counts, wait_settled
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -107,31 +105,9 @@ def test_chaos_loses_nothing_and_duplicates_nothing(stack: Stack, kafka_broker: 
 
     turns = {envelope.turn_id: envelope for envelope in sent}
 
-    progress: dict[str, Any] = {}
+    log = wait_settled(stack, turns, timeout=180, interval=2.0, on_poll=chaos.keep_alive)
 
-    def by_turn() -> dict[str, list[Any]]:
-        log: dict[str, list[Any]] = {}
-        for message in read_range(stack.settings, stack.settings.topic(CONVERSATION_EVENTS)):
-            event = stack.codec.decode(message.value())
-            log.setdefault(event.turn_id, []).append(event)
-        return log
-
-    def settled() -> dict[str, list[Any]]:
-        """All questions answered, and every conversation verifies (late results of timed-out
-        attempts included). Keeps the services running meanwhile, as a supervisor would."""
-        chaos.keep_alive()
-        log = by_turn()
-        missing = [t for t in turns if not any(e.type == "FinalAnswerSynthesized" for e in log.get(t, []))]
-        violations = [v for t in turns for v in verify(log.get(t, []))]
-        progress.update(missing=len(missing), violations=violations[:5])
-        return log if not missing and not violations else {}
-
-    try:
-        log = wait_for(settled, timeout=180, interval=2.0, what=f"all {len(turns)} questions to settle")
-    except AssertionError:
-        raise AssertionError(f"not settled: {progress}") from None
-
-    answers = Counter()
+    answers: Counter[int] = Counter()
     for turn_id in turns:
         answers[len({e.id for e in log[turn_id] if e.type == "FinalAnswerSynthesized"})] += 1
     assert answers == Counter({1: len(turns)}), f"answers per turn: {answers}"

@@ -17,15 +17,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from functools import partial
-from typing import Any
 
 import pytest
 
 from agentlog.events.envelope import Envelope
-from agentlog.kafka.reader import read_range
-from agentlog.kafka.topics import CONVERSATION_EVENTS
 from agentlog.ops.replay import verify
-from helpers import Stack, mixed_question, tool_counts, wait_for
+from helpers import Stack, events_by_turn, mixed_question, tool_counts, wait_for, wait_settled
 
 pytestmark = [pytest.mark.crash, pytest.mark.timeout(240)]
 
@@ -81,15 +78,8 @@ def test_partitions_move_between_instances_without_loss_or_duplicates(stack: Sta
             time.sleep(max(0.0, started + index / RATE - time.monotonic()))  # pacing the load, not syncing
         load_done.set()
 
-    def by_turn() -> dict[str, list[Envelope]]:
-        log: dict[str, list[Envelope]] = {}
-        for message in read_range(stack.settings, stack.settings.topic(CONVERSATION_EVENTS)):
-            event = stack.codec.decode(message.value())
-            log.setdefault(event.turn_id, []).append(event)
-        return log
-
     def answered() -> int:
-        return sum(any(e.type == "FinalAnswerSynthesized" for e in events) for events in by_turn().values())
+        return sum(any(e.type == "FinalAnswerSynthesized" for e in events) for events in events_by_turn(stack).values())
 
     loader = threading.Thread(target=load, name="rebalance-load", daemon=True)
     loader.start()
@@ -127,20 +117,7 @@ def test_partitions_move_between_instances_without_loss_or_duplicates(stack: Sta
     with sent_lock:
         turns = {envelope.turn_id for envelope in sent}
 
-    progress: dict[str, Any] = {}
-
-    def settled() -> dict[str, list[Envelope]]:
-        stack.assert_alive()
-        log = by_turn()
-        missing = [t for t in turns if not any(e.type == "FinalAnswerSynthesized" for e in log.get(t, []))]
-        violations = [v for t in turns for v in verify(log.get(t, []))]
-        progress.update(missing=len(missing), violations=violations[:5])
-        return log if not missing and not violations else {}
-
-    try:
-        log = wait_for(settled, timeout=60, interval=1.0, what=f"all {len(turns)} questions to settle")
-    except AssertionError:
-        raise AssertionError(f"not settled: {progress}") from None
+    log = wait_settled(stack, turns, timeout=60, interval=1.0, on_poll=stack.assert_alive)
 
     # Exactly one answer per question, each a completed turn.
     answers = Counter(len({e.id for e in log[t] if e.type == "FinalAnswerSynthesized"}) for t in turns)

@@ -15,12 +15,11 @@ class Question:
 
 @dataclass(frozen=True)
 class Scenario:
-    """`questions` are asked round-robin; `test_tools` means the services need AGENTLOG_TEST_TOOLS=1."""
+    """`questions` are asked round-robin (the bench's services always host the test tools)."""
 
     name: str
     description: str
     questions: tuple[Question, ...]
-    test_tools: bool = False
 
     def question(self, index: int) -> Question:
         return self.questions[index % len(self.questions)]
@@ -36,6 +35,6 @@ SLOW_EFFECT = Question("record one slow effect", {
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("one-step", "one calculateMath step from the offline planner", (ONE_STEP,)),
     Scenario("two-parallel", "two independent calculateMath steps", (TWO_PARALLEL,)),
-    Scenario("slow-effect", "a client plan: recordEffect on a tool worker, 50 ms of work", (SLOW_EFFECT,), True),
-    Scenario("mix", "the three above, round-robin", (ONE_STEP, TWO_PARALLEL, SLOW_EFFECT), True),
+    Scenario("slow-effect", "a client plan: recordEffect on a tool worker, 50 ms of work", (SLOW_EFFECT,)),
+    Scenario("mix", "the three above, round-robin", (ONE_STEP, TWO_PARALLEL, SLOW_EFFECT)),
 )}

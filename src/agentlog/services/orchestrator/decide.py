@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from agentlog.events.envelope import Envelope, caused_by, derive_id, timestamp_ms
+from agentlog.events.envelope import Envelope, caused_by, derive_id
 from agentlog.events.plan import Plan, resolve_arguments
 from agentlog.kafka.eos import Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS, TOOL_INVOCATION_REQUESTS
@@ -277,7 +277,3 @@ def timer_event(state: ConversationState, timer: Timer, now: datetime) -> Envelo
     return caused_by(root, "event", "StepTimerFired",
                      {"stepId": timer.step_id, "attempt": timer.attempt, "purpose": timer.purpose},
                      source=SOURCE, now=now, id_parts=(timer.step_id, timer.attempt, timer.purpose))
-
-
-def timestamp_of(event: Envelope) -> int:
-    return timestamp_ms(event.timestamp)

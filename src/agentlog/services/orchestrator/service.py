@@ -11,6 +11,8 @@ import heapq
 import time
 from datetime import datetime
 
+from confluent_kafka import TopicPartition
+
 from agentlog.events.envelope import utc_now
 from agentlog.kafka.eos import Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS
@@ -40,8 +42,8 @@ class OrchestratorHandler(FoldHandler[ConversationState]):
         for key, state in self.states.get(partition, {}).items():
             self.on_state_changed(partition, key, state)
 
-    def on_revoke(self, partitions: list[object]) -> None:  # type: ignore[override]
-        super().on_revoke(partitions)  # type: ignore[arg-type]
+    def on_revoke(self, partitions: list[TopicPartition]) -> None:
+        super().on_revoke(partitions)
         owned = set(self.states)
         self.timers = {k: v for k, v in self.timers.items() if k[0] in owned}
         self.fired = {k: v for k, v in self.fired.items() if k[0] in owned}
