@@ -61,9 +61,6 @@ def agentlog_env(kafka_bootstrap: str, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def stack(agentlog_env: dict[str, str]) -> Iterator[Stack]:
     """All the services running as OS processes, on this test's environment; stopped afterwards."""
-    stack = Stack(agentlog_env)
-    stack.start()
-    try:
+    with Stack(agentlog_env) as stack:
+        stack.start()
         yield stack
-    finally:
-        stack.stop()

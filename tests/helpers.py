@@ -128,6 +128,12 @@ class Stack:
     def pause_marker(self, name: str) -> Path:
         return Path(self.env["AGENTLOG_PAUSE_DIR"]) / name
 
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:

@@ -69,12 +69,9 @@ class Chaos:
 @pytest.fixture
 def stack(agentlog_env: dict[str, str]) -> Iterator[Stack]:
     # A short watchdog: a transaction left hanging by the broker restart ends its process sooner.
-    stack = Stack({**agentlog_env, "AGENTLOG_TXN_WATCHDOG_S": "15"})
-    stack.start()
-    try:
+    with Stack({**agentlog_env, "AGENTLOG_TXN_WATCHDOG_S": "15"}) as stack:
+        stack.start()
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_chaos_loses_nothing_and_duplicates_nothing(stack: Stack, kafka_broker: LocalBroker | None) -> None:

@@ -30,11 +30,8 @@ TWO_STEP_PLAN = {
 
 @pytest.fixture
 def stack(agentlog_env: dict[str, str]) -> Iterator[Stack]:
-    stack = Stack(agentlog_env)
-    try:
+    with Stack(agentlog_env) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def finish(stack: Stack, sent: Envelope, starts_per_label: dict[str, int]) -> list[Envelope]:

@@ -31,12 +31,9 @@ TURN_ORDER = ["UserQueryReceived", "PlanGenerated", "ToolInvocationRequested", "
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(isolated_env(dict(os.environ), kafka_bootstrap, tmp_path_factory.mktemp("gateway")))
-    stack.start()
-    try:
+    with Stack(isolated_env(dict(os.environ), kafka_bootstrap, tmp_path_factory.mktemp("gateway"))) as stack:
+        stack.start()
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")

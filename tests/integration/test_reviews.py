@@ -171,11 +171,8 @@ def test_the_sample_data_is_inserted_once(database: str) -> None:
 
 @pytest.fixture
 def stack(agentlog_env: dict[str, str]) -> Iterator[Stack]:
-    stack = Stack(agentlog_env)
-    try:
+    with Stack(agentlog_env) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_the_summary_is_produced_through_the_agent_one_analysis_per_review(stack: Stack, tmp_path: Path) -> None:

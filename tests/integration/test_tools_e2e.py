@@ -37,12 +37,9 @@ def _env(kafka_bootstrap: str, tmp: Any) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def offline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(_env(kafka_bootstrap, tmp_path_factory.mktemp("offline")))
-    stack.start()
-    try:
+    with Stack(_env(kafka_bootstrap, tmp_path_factory.mktemp("offline"))) as stack:
+        stack.start()
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
