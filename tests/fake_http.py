@@ -21,6 +21,7 @@ class Reply:
     body: Any = None
     status: int = 200
     hang: bool = False
+    headers: tuple[tuple[str, str], ...] = ()  # extra response headers, e.g. a redirect's Location
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class FakeHTTPServer:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
+                    for name, value in reply.headers:
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):

@@ -18,6 +18,7 @@ import uvicorn
 
 from agentlog.config import Settings
 from agentlog.web.app import create_app
+from agentlog.web.keys import KeyStore
 from helpers import wait_for
 
 
@@ -41,6 +42,7 @@ class GatewayServer:
     """`with GatewayServer(settings) as gw:` serves the app at gw.url until the block ends."""
 
     def __init__(self, settings: Settings, chat_timeout: float | None = None) -> None:
+        self.settings = settings
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind(("127.0.0.1", 0))
@@ -49,7 +51,8 @@ class GatewayServer:
                                 timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
-        self.client = httpx.Client(base_url=self.url, timeout=60)
+        self.client = httpx.Client(base_url=self.url, timeout=60)  # one user: its cookie jar keeps the session
+        self._key_clients: list[httpx.Client] = []
 
     def __enter__(self) -> GatewayServer:
         self.thread.start()
@@ -57,8 +60,16 @@ class GatewayServer:
         assert self.server.started, "the gateway did not start (see the log above)"
         return self
 
+    def key_client(self, user: str, *, admin: bool = False) -> httpx.Client:
+        """A client that sends a new API key of `user` (`agentlog keys create`) as its bearer token."""
+        _, key = KeyStore.of(self.settings).create(user, admin=admin)
+        client = httpx.Client(base_url=self.url, timeout=60, headers={"authorization": f"Bearer {key}"})
+        self._key_clients.append(client)
+        return client
+
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self.client.close()
+        for client in [self.client, *self._key_clients]:
+            client.close()
         self.server.should_exit = True
         self.thread.join(30)
         self.socket.close()

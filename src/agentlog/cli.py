@@ -22,6 +22,8 @@ kafka_app = typer.Typer(help="The local single-node Kafka broker (KRaft).", no_a
 dlq_app = typer.Typer(help="The dead-letter queue.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(dlq_app, name="dlq")
+topics_app = typer.Typer(help="The topics agentlog uses.")
+app.add_typer(topics_app, name="topics")
 console = Console()
 
 
@@ -45,29 +47,63 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(1)
 
 
-@kafka_app.command("start")
-def kafka_start() -> None:
-    """Fetch the Kafka jars (first time) and start the broker under var/kafka."""
+def _start_local_kafka(settings: Settings, brokers: int | None) -> str:
+    """Start the local cluster if one was created (or `brokers` > 1 asks for one), else the single broker."""
     from agentlog.kafka.broker import LocalBroker
+    from agentlog.kafka.cluster import LocalCluster
 
+    cluster, single = LocalCluster(settings.kafka_dir), LocalBroker(settings.kafka_dir)
+    if cluster.node_ids() or (brokers or 1) > 1:
+        if single.running_bootstrap():
+            raise ValueError("the single-node broker is running: `agentlog kafka stop` it first")
+        if cluster.node_ids() and brokers not in (None, len(cluster.node_ids())):
+            raise ValueError(f"the local cluster has {len(cluster.node_ids())} nodes; "
+                             f"`agentlog kafka reset --yes` to start over with {brokers}")
+        return cluster.start(brokers or 3)
+    return single.start()
+
+
+@kafka_app.command("start")
+def kafka_start(
+    brokers: Annotated[int | None, typer.Option(help="nodes of a local KRaft cluster (3: survives one lost node)")] = None,
+    secure: Annotated[bool, typer.Option("--secure", help="SASL_SSL, SCRAM users per service and ACLs "
+                                                          "(single node; kept on later starts)")] = False,
+) -> None:
+    """Fetch the Kafka jars (first time) and start the broker (or a cluster of --brokers nodes) under var/kafka."""
     settings = _settings()
     if settings.external_cluster:
         console.print(f"KAFKA_BOOTSTRAP_SERVERS is set ({settings.bootstrap_servers}): using that cluster, "
                       "not starting a local broker")
         return
     try:
-        bootstrap = LocalBroker(settings.kafka_dir).start()
-    except AgentlogError as error:
+        bootstrap = _start_secure_kafka(settings, brokers) if secure else _start_local_kafka(settings, brokers)
+    except (AgentlogError, ValueError) as error:
         raise _fail(error) from error
-    console.print(f"Kafka is up at {bootstrap} (data in {settings.kafka_dir / 'data'})")
+    console.print(f"Kafka is up at {bootstrap} (data under {settings.kafka_dir})")
+
+
+def _start_secure_kafka(settings: Settings, brokers: int | None) -> str:
+    """The single broker with SASL_SSL and ACLs; creates the topics and ACLs of this topic prefix."""
+    from agentlog.kafka.broker import LocalBroker
+    from agentlog.kafka.secure import provision, secure_dir
+
+    if (brokers or 1) > 1:
+        raise ValueError("--secure runs the single-node broker only")
+    bootstrap = LocalBroker(settings.kafka_dir).start(secure=True)
+    acls = provision(settings)
+    console.print(f"SASL_SSL (SCRAM-SHA-512) with {acls} ACLs; CA and per-service credentials in "
+                  f"{secure_dir(settings.kafka_dir)}")
+    return bootstrap
 
 
 @kafka_app.command("stop")
 def kafka_stop() -> None:
-    """Stop the local broker cleanly (SIGTERM, then SIGKILL after 30 s)."""
+    """Stop the local broker (or every node of the local cluster) cleanly (SIGTERM, then SIGKILL)."""
     from agentlog.kafka.broker import LocalBroker
+    from agentlog.kafka.cluster import LocalCluster
 
-    stopped = LocalBroker(_settings().kafka_dir).stop()
+    kafka_dir = _settings().kafka_dir
+    stopped = LocalCluster(kafka_dir).stop() | LocalBroker(kafka_dir).stop()
     console.print("Kafka stopped" if stopped else "Kafka was not running")
 
 
@@ -78,8 +114,11 @@ def kafka_reset(yes: Annotated[bool, typer.Option("--yes", help="really delete t
 
     if not yes:
         raise _fail(ValueError("this deletes every event in the local broker; pass --yes to do it"))
+    from agentlog.kafka.cluster import LocalCluster
+
     broker = LocalBroker(_settings().kafka_dir)
     broker.wipe()
+    LocalCluster(broker.kafka_dir).wipe()
     console.print(f"Kafka stopped and {broker.data_dir} deleted")
 
 
@@ -92,12 +131,36 @@ def kafka_status() -> None:
     if settings.external_cluster:
         console.print(f"using the external cluster {settings.bootstrap_servers}")
         return
+    from agentlog.kafka.cluster import LocalCluster
+
+    if LocalCluster(settings.kafka_dir).node_ids():
+        _cluster_status(settings.kafka_dir)
+        return
     status = LocalBroker(settings.kafka_dir).status()
     if status.running:
         console.print(f"Kafka {status.version} is up at {status.bootstrap} (pid {status.pid}, "
                       f"{'reachable' if status.reachable else 'NOT answering'}); data in {status.data_dir}")
     else:
         console.print(f"Kafka is down (data in {status.data_dir})")
+        raise typer.Exit(3)
+
+
+def _cluster_status(kafka_dir: Path) -> None:
+    """Each node, the controller quorum's leader and any under-replicated partition."""
+    from agentlog.kafka.cluster import LocalCluster
+
+    status = LocalCluster(kafka_dir).status()
+    table = Table("node", "address", "pid", "broker", "quorum leader (its view)")
+    for node in status.nodes:
+        table.add_row(str(node.node_id), node.address, str(node.pid or "down"),
+                      "registered" if node.registered else "NOT registered", str(node.quorum_leader or "-"))
+    console.print(table)
+    console.print(f"Kafka {status.version}, {len(status.nodes)} nodes; controller quorum leader: "
+                  f"{status.controller or 'none'}; under-replicated partitions: {len(status.under_replicated)}")
+    for lagging in status.under_replicated:
+        console.print(f"  {lagging.topic}[{lagging.partition}] replicas {list(lagging.replicas)} "
+                      f"in sync {list(lagging.isr)}")
+    if not any(node.pid for node in status.nodes):
         raise typer.Exit(3)
 
 
@@ -117,9 +180,11 @@ def init() -> None:
                   f"{len(codec.subjects())} schemas registered")
 
 
-@app.command("topics")
-def topics() -> None:
+@topics_app.callback(invoke_without_command=True)
+def topics(ctx: typer.Context) -> None:
     """The topics: partitions, the configs agentlog relies on, size, and each reading group's lag."""
+    if ctx.invoked_subcommand is not None:
+        return
     from collections import Counter
 
     from confluent_kafka import Consumer
@@ -156,6 +221,19 @@ def topics() -> None:
     console.print(table)
 
 
+@topics_app.command("check")
+def topics_check() -> None:
+    """Report every topic whose settings break the guarantees on this cluster, with the fix (exit 1 if any)."""
+    from agentlog.kafka.topics_check import check_cluster
+
+    brokers, problems = check_cluster(_settings())
+    for problem in problems:
+        console.print(f"[red]{problem.topic}[/red]: {problem.problem}\n  fix: {problem.fix}")
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"all topics keep the guarantees on this {brokers}-broker cluster")
+
+
 def _disk_size(settings: Settings, topic: str) -> str:
     """Bytes on disk, readable only for the local broker's data directory (n/a for a remote cluster)."""
     if settings.external_cluster:
@@ -190,10 +268,12 @@ def service(
 def up(
     services: Annotated[str, typer.Option(help="comma-separated services to run (default: all)")] = "",
     port: Annotated[int, typer.Option(help="the web gateway's port (0: no gateway)")] = 3000,
+    scale: Annotated[str, typer.Option(help="instances per service in one consumer group, "
+                                            "e.g. orchestrator=2,tool-worker=3")] = "",
 ) -> None:
     """Start the broker (unless KAFKA_BOOTSTRAP_SERVERS is set), create topics, run every service."""
+    from agentlog.bench.stack import parse_scale
     from agentlog.events.registry import bootstrap_codec
-    from agentlog.kafka.broker import LocalBroker
     from agentlog.kafka.topics import ensure_topics
     from agentlog.services.runtime import SERVICES
     from agentlog.supervisor import Supervisor
@@ -206,17 +286,19 @@ def up(
     if unknown:
         raise _fail(ValueError(f"unknown services {unknown}; known: {', '.join(SERVICES)}"))
     try:
+        instances = parse_scale(scale)
         if not settings.external_cluster:
-            bootstrap = LocalBroker(settings.kafka_dir).start()
+            bootstrap = _start_local_kafka(settings, None)
             console.print(f"Kafka is up at {bootstrap}")
         ensure_topics(settings)
         bootstrap_codec(settings, "supervisor")
-    except AgentlogError as error:
+    except (AgentlogError, ValueError) as error:
         raise _fail(error) from error
     console.print(f"running {', '.join(names)} and the gateway; logs in {settings.log_dir}.\n"
                   f"Open http://127.0.0.1:{port}/ or ask in another terminal: "
                   ".venv/bin/agentlog ask \"What is 12.5% of 240?\"  (Ctrl-C stops)")
-    Supervisor(settings, names, commands={"gateway": gateway_command(port=port)} if port else None).run()
+    Supervisor(settings, names, commands={"gateway": gateway_command(port=port)} if port else None,
+               scale=instances).run()
 
 
 @app.command("down")
@@ -238,6 +320,7 @@ def ask(
     from agentlog.conversation import ConversationClient, EventWatcher, TurnTimeout, follow_turn
     from agentlog.events.codec import Codec
     from agentlog.events.registry import SchemaRegistry
+    from agentlog.ops.replay import control_summary
 
     settings = _settings()
     conversation_id = conversation or f"conv-{uuid.uuid4().hex[:16]}"
@@ -255,7 +338,10 @@ def ask(
                 console.print(event.payload["message"])
             elif not quiet:
                 console.print(f"[dim]+{event.timestamp_ms - first_ms:>6} ms[/dim]  {event.type:<26} "
-                              f"[dim]{event.source}[/dim] {_summary(event.payload)}")
+                              f"[dim]{event.source}[/dim] {control_summary(event) or _summary(event.payload)}")
+            if event.type == "ApprovalRequested":  # the turn waits for a person: say how to answer
+                console.print(f"[yellow]{event.payload['tool']} needs approval[/yellow]: agentlog approve|deny|cancel "
+                              f"{sent.turn_id} --conversation {conversation_id}")
     except TurnTimeout as error:
         raise _fail(error) from error
     except AgentlogError as error:
@@ -284,7 +370,7 @@ def replay(
 ) -> None:
     """The conversation's history from the log: who did what, when, and how long it took."""
     from agentlog.events.codec import Codec
-    from agentlog.ops.replay import conversation_events, state_at, verify
+    from agentlog.ops.replay import control_summary, conversation_events, memory_lines, state_at, verify
 
     settings = _settings()
     events = conversation_events(settings, Codec(), conversation_id)
@@ -295,9 +381,12 @@ def replay(
     previous = start
     for index, event in enumerate(events):
         table.add_row(str(index), event.timestamp[11:23], f"{event.timestamp_ms - previous:+d}", event.turn_id[:8],
-                      event.type, event.source, _summary(event.payload))
+                      event.type, event.source, control_summary(event) or _summary(event.payload))
         previous = event.timestamp_ms
     console.print(table)
+    if memory := memory_lines(events):
+        console.print("[bold]memory given to each turn (earlier turns, oldest first):[/bold]")
+        console.print("\n".join(memory), markup=False, highlight=False)
     if at is not None:
         try:
             state = state_at(events, at)
@@ -377,13 +466,14 @@ def _register_extensions() -> None:
     from agentlog.bench.cli import register as register_bench
     from agentlog.cli_eval import eval_app
     from agentlog.llm.cli import register as register_llm
+    from agentlog.ops.control_cli import register as register_control
     from agentlog.services.metrics.cli import register as register_metrics
     from agentlog.services.projections.cli import register as register_projections
     from agentlog.tools.eval_cli import register as register_tool_eval
     from agentlog.web.cli import register as register_web
 
     for register in (register_llm, register_tool_eval, register_metrics, register_bench, register_projections,
-                     register_web):
+                     register_web, register_control):
         register(app)
     app.add_typer(eval_app, name="eval")
 

@@ -17,13 +17,15 @@ from opentelemetry.trace import SpanKind
 from agentlog.config import Settings
 from agentlog.errors import AgentlogError
 from agentlog.events.codec import Codec
-from agentlog.events.envelope import Envelope, command, new_id
+from agentlog.events.envelope import Envelope, new_id
+from agentlog.events.envelope import command as make_command
 from agentlog.kafka.client import consumer_config, poll_batch, producer_config
 from agentlog.kafka.reader import watermarks
 from agentlog.kafka.topics import CONVERSATION_EVENTS, USER_COMMANDS
 from agentlog.observability import current_headers, handling
 
 SOURCE = "cli"
+CONTROL_COMMANDS = ("approve", "deny", "cancel")
 
 
 class TurnTimeout(AgentlogError):
@@ -89,14 +91,26 @@ class ConversationClient:
         payload: dict[str, Any] = {"userInput": text}
         if plan is not None:
             payload["plan"] = dict(plan)
-        envelope = command("UserQueryReceived", conversation_id=conversation_id, turn_id=turn_id or new_id(),
+        envelope = make_command("UserQueryReceived", conversation_id=conversation_id, turn_id=turn_id or new_id(),
                            user_id=user_id, payload=payload, source=self.source)
         self.send(envelope)
         return envelope
 
     def reset(self, conversation_id: str, user_id: str) -> Envelope:
-        envelope = command("UserControl", conversation_id=conversation_id, turn_id=new_id(), user_id=user_id,
+        envelope = make_command("UserControl", conversation_id=conversation_id, turn_id=new_id(), user_id=user_id,
                            payload={"command": "reset"}, source=self.source)
+        self.send(envelope)
+        return envelope
+
+    def control(self, conversation_id: str, user_id: str, command: str, *, turn_id: str,
+                reason: str | None = None) -> Envelope:
+        """Send approve, deny or cancel for a turn: its events land in that turn, and the
+        orchestrator decides whether it applies (a turn that is not waiting ignores it)."""
+        if command not in CONTROL_COMMANDS:
+            raise AgentlogError(f"unknown control command {command!r}; use one of {', '.join(CONTROL_COMMANDS)}")
+        payload = {"command": command, **({"reason": reason} if reason else {})}
+        envelope = make_command("UserControl", conversation_id=conversation_id, turn_id=turn_id, user_id=user_id,
+                                payload=payload, source=self.source)
         self.send(envelope)
         return envelope
 

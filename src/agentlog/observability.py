@@ -6,6 +6,10 @@ trace. Its trace id is derived from the turn id, and the W3C `traceparent` of th
 produced a message travels in that message's Kafka headers, so each service's span is a child of
 the span that caused it, even across processes and restarts. Tracing costs little unless an
 exporter is configured (OTEL_EXPORTER_OTLP_ENDPOINT with the optional `otlp` extra installed).
+
+Log lines never carry a secret: the values of the environment's secret settings (names ending in
+_KEY, _KEYS, PASSWORD, SECRET or TOKEN, e.g. OPENAI_API_KEY, AGENTLOG_KAFKA_SASL_PASSWORD) are
+replaced by [REDACTED] in every formatted line, whatever code logged them.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import re
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 from opentelemetry import trace
@@ -63,13 +68,55 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line).decode()
 
 
-def setup_logging(service: str) -> None:
-    """JSON lines by default (AGENTLOG_LOG_FORMAT=text for people at a terminal)."""
-    handler = logging.StreamHandler(sys.stderr)
+SECRET_NAME = re.compile(r"(_KEY|_KEYS|PASSWORD|SECRET|TOKEN)$")
+MIN_SECRET_LENGTH = 6  # shorter values ("1", "dev") would blank out ordinary words, and guard nothing
+REDACTED = "[REDACTED]"
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """The values of the secret settings in `env` (comma-separated lists split), longest first."""
+    found: set[str] = set()
+    for name, value in (os.environ if env is None else env).items():
+        if SECRET_NAME.search(name.upper()):
+            found.update(part.strip() for part in [value, *value.split(",")])
+    return sorted((v for v in found if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each secret, as written and as escaped inside a JSON string, replaced by [REDACTED]."""
+    for secret in secrets:
+        for form in {secret, orjson.dumps(secret).decode()[1:-1]}:
+            text = text.replace(form, REDACTED)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats with `inner`, then redacts the secrets: one place covers messages, arguments and tracebacks."""
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.secrets = list(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record), self.secrets)
+
+
+def log_handler(service: str, stream: TextIO) -> logging.Handler:
+    """JSON lines by default (AGENTLOG_LOG_FORMAT=text for people at a terminal), secrets redacted."""
+    handler = logging.StreamHandler(stream)
+    inner: logging.Formatter
     if os.environ.get("AGENTLOG_LOG_FORMAT", "json") == "json":
-        handler.setFormatter(JsonFormatter(service))
+        inner = JsonFormatter(service)
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"))
+        inner = logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    handler.setFormatter(RedactingFormatter(inner, secret_values()))
+    return handler
+
+
+def setup_logging(service: str) -> None:
+    """The process's only log handler: `log_handler` on stderr."""
+    handler = log_handler(service, sys.stderr)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("AGENTLOG_LOG_LEVEL", "INFO"))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentlog.config import Settings
+from agentlog.kafka.secure import service_env
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def spawn_command(argv: Sequence[str], log_path: Path, env: Mapping[str, str] | 
 class Supervised:
     name: str
     command: list[str]
+    env: dict[str, str] | None = None
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -50,12 +52,19 @@ class Supervised:
 
 class Supervisor:
     """Runs `services` by name, plus `commands` (name -> argv) for processes that are not services
-    of the transactional loop, such as the web gateway."""
+    of the transactional loop, such as the web gateway.
+
+    `scale` runs several instances of a service in its consumer group: instance 0 is the one a
+    single-instance run has, the others get AGENTLOG_INSTANCE 1, 2, ... (own transactional id,
+    static group member id and local store, stable across restarts) and log to <name>.<i>.log.
+    """
 
     def __init__(self, settings: Settings, services: Sequence[str],
-                 commands: Mapping[str, Sequence[str]] | None = None) -> None:
+                 commands: Mapping[str, Sequence[str]] | None = None, scale: Mapping[str, int] | None = None) -> None:
         self.settings = settings
-        self.children = [Supervised(name, service_command(name)) for name in services]
+        self.children = [Supervised(name if i == 0 else f"{name}.{i}", service_command(name),
+                                    None if i == 0 else {**os.environ, "AGENTLOG_INSTANCE": str(i)})
+                         for name in services for i in range((scale or {}).get(name, 1))]
         self.children += [Supervised(name, list(argv)) for name, argv in (commands or {}).items()]
         self.stopping = threading.Event()
 
@@ -87,7 +96,8 @@ class Supervisor:
                 child.process = None
                 child.next_start = now + delay
             if now >= child.next_start:
-                child.process = spawn_command(child.command, self.log_path(child.name))
+                env = service_env(self.settings, child.name.partition(".")[0], child.env or os.environ)
+                child.process = spawn_command(child.command, self.log_path(child.name), env)
                 child.started_at = now
                 log.info("started %s (pid %s)", child.name, child.process.pid)
 

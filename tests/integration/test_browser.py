@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agentlog.web.keys import KeyStore
 from gateway_server import CHROMIUM, GatewayServer, chromium_page
 from helpers import Stack
 
@@ -33,7 +34,11 @@ def test_a_question_on_the_page_gets_its_answer_and_a_live_timeline(gateway: Gat
         page.wait_for_function("document.getElementById('conversation-id').textContent.startsWith('web-')")
         conversation_id = page.text_content("#conversation-id")
         assert page.evaluate("localStorage.getItem('agentlog.conversationId')") == conversation_id
-        assert page.evaluate("localStorage.getItem('agentlog.userId')").startswith("user-")
+        session = next(c for c in page.context.cookies() if c["name"] == "agentlog_session")
+        assert session["httpOnly"] and session["sameSite"] == "Lax", "the user is a cookie no script can read"
+        assert "agentlog_session" not in page.evaluate("document.cookie")
+        me = page.evaluate("fetch('/api/session').then(r => r.json())")
+        assert me["userId"].startswith("user-") and not me["admin"]
 
         page.fill("#prompt", "What is 2+3 and what is 10*4?")
         page.press("#prompt", "Enter")
@@ -60,7 +65,13 @@ def test_a_question_on_the_page_gets_its_answer_and_a_live_timeline(gateway: Gat
         assert page.locator(".message.user").inner_text() == "What is 2+3 and what is 10*4?"
 
         page.click("#tab-dlq")
-        page.wait_for_selector("#dead-letters .empty")
+        refused = page.wait_for_selector("#dead-letters .empty")
+        assert "admin API key" in refused.inner_text(), "dead letters are for admins: the page says so"
+        _, admin_key = KeyStore.of(gateway.settings).create("ops", admin=True)
+        page.fill("#admin-key", admin_key)
+        page.click(".sign-in button")  # the key becomes a session cookie; the page does not keep it
+        page.wait_for_function("document.getElementById('dead-letters').textContent.includes('is empty')")
+        assert admin_key not in page.evaluate("JSON.stringify(localStorage) + document.cookie")
         page.set_viewport_size({"width": 390, "height": 844})
         page.emulate_media(color_scheme="dark")
         page.click("#tab-chat")

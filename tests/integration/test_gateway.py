@@ -47,8 +47,7 @@ def new_conversation() -> str:
 
 
 def ask(gateway: GatewayServer, prompt: str, conversation_id: str, **extra: object) -> httpx.Response:
-    return gateway.client.post("/api/chat", json={"prompt": prompt, "conversationId": conversation_id,
-                                                  "userId": "tester", **extra})
+    return gateway.client.post("/api/chat", json={"prompt": prompt, "conversationId": conversation_id, **extra})
 
 
 def test_chat_answers_and_the_conversation_reads_back_as_events_history_and_list(gateway: GatewayServer) -> None:
@@ -67,7 +66,7 @@ def test_chat_answers_and_the_conversation_reads_back_as_events_history_and_list
     assert [(t["question"], t["answer"], t["outcome"]) for t in history] == [
         ("What is 12.5% of 240?", body["message"], "completed")]
 
-    listed = gateway.client.get("/api/conversations", params={"userId": "tester"}).json()["conversations"]
+    listed = gateway.client.get("/api/conversations").json()["conversations"]
     mine = next(c for c in listed if c["conversationId"] == conversation_id)
     assert mine["firstQuestion"] == "What is 12.5% of 240?" and mine["turns"] == 1
     assert mine["lastActivity"] == events[-1]["timestamp"]
@@ -113,7 +112,6 @@ def _leaders_ready(producer: Producer, topic: str) -> bool:
     ({}, "prompt"),
     ({"prompt": ""}, "prompt"),
     ({"prompt": "   "}, "prompt"),
-    ({"prompt": "x" * 4001}, "prompt"),
     ({"prompt": "hi", "conversationId": "has spaces!"}, "conversationId"),
     ({"prompt": "hi", "conversationId": "x" * 129}, "conversationId"),
     ({"prompt": "hi", "userId": ""}, "userId"),
@@ -193,7 +191,7 @@ def test_two_gateway_instances_each_get_the_answers_to_their_own_requests(stack:
 def test_reset_is_accepted_and_recorded_as_user_history_reset(gateway: GatewayServer) -> None:
     conversation_id = new_conversation()
     assert ask(gateway, "What is 100-1?", conversation_id).status_code == 200
-    response = gateway.client.post(f"/api/conversations/{conversation_id}/reset", json={"userId": "tester"})
+    response = gateway.client.post(f"/api/conversations/{conversation_id}/reset")
     assert response.status_code == 202 and response.json()["status"] == "accepted"
 
     def reset_recorded() -> list[dict[str, object]]:
@@ -201,7 +199,8 @@ def test_reset_is_accepted_and_recorded_as_user_history_reset(gateway: GatewaySe
         return [e for e in events if e["type"] == "UserHistoryReset"]
 
     reset = wait_for(reset_recorded, timeout=30, what="UserHistoryReset")[0]
-    assert reset["userId"] == "tester" and reset["turnId"] == response.json()["turnId"]
+    me = gateway.client.get("/api/session").json()["userId"]
+    assert reset["userId"] == me and reset["turnId"] == response.json()["turnId"]
     assert gateway.client.get(f"/api/conversations/{conversation_id}/history").json()["turns"] == []
 
 
@@ -209,9 +208,10 @@ def test_dead_letters_are_listed_readably(stack: Stack, gateway: GatewayServer) 
     producer = Producer(producer_config(stack.settings, "test-garbage"))
     producer.produce(stack.settings.topic(USER_COMMANDS), key=b"web-garbage", value=b"this is not json")
     assert producer.flush(30) == 0
+    admin = gateway.key_client("ops", admin=True)
 
     def listed() -> list[dict[str, object]]:
-        letters = gateway.client.get("/api/dead-letters").json()["deadLetters"]
+        letters = admin.get("/api/dead-letters").json()["deadLetters"]
         return [d for d in letters if d["original"] == "this is not json"]
 
     letter = wait_for(listed, timeout=30, what="the dead letter")[0]
@@ -221,7 +221,7 @@ def test_dead_letters_are_listed_readably(stack: Stack, gateway: GatewayServer) 
 
 
 def test_health_docs_and_page(gateway: GatewayServer) -> None:
-    health = gateway.client.get("/api/health")
+    health = gateway.key_client("ops", admin=True).get("/api/health")
     assert health.status_code == 200, health.text
     assert health.json()["status"] == "ok" and all(health.json()["topics"].values())
     schema = gateway.client.get("/openapi.json").json()

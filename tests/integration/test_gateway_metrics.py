@@ -7,6 +7,7 @@ import importlib.util
 import socket
 from typing import Any
 
+import httpx
 import pytest
 
 from agentlog.web.metrics import NOT_RUNNING
@@ -24,17 +25,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def assert_not_running(gateway: GatewayServer, url: str) -> None:
-    response = gateway.client.get("/api/metrics")
+def assert_not_running(admin: httpx.Client, url: str) -> None:
+    response = admin.get("/api/metrics")
     assert response.status_code == 404, response.text
     body = response.json()
     assert body["error"] == NOT_RUNNING and body["details"]["url"] == url
 
 
-def page_panel(gateway: GatewayServer) -> dict[str, str] | None:
-    """The metrics panel of the page loaded now, name -> shown value; None when the page hides it
-    (it does when /api/metrics is 404)."""
-    with chromium_page() as page:
+def page_panel(gateway: GatewayServer, admin: httpx.Client) -> dict[str, str] | None:
+    """The metrics panel of the page loaded now by an admin, name -> shown value; None when the page
+    hides it (it does when /api/metrics is 404)."""
+    with chromium_page(extra_http_headers={"authorization": admin.headers["authorization"]}) as page:
         page.set_default_timeout(30_000)
         with page.expect_response(lambda r: r.url.endswith("/api/metrics")) as fetched:
             page.goto(gateway.url)
@@ -53,17 +54,19 @@ def test_api_metrics_proxies_the_metrics_service_and_is_404_while_it_is_down(
     url = f"http://127.0.0.1:{port}/metrics.json"
     monkeypatch.setenv("AGENTLOG_METRICS_URL", url)
     with GatewayServer(stack.settings, chat_timeout=90) as gateway:
-        assert_not_running(gateway, url)
+        admin = gateway.key_client("ops", admin=True)
+        assert gateway.client.get("/api/metrics").status_code == 403, "metrics are for admins"
+        assert_not_running(admin, url)
 
         stack.start("metrics", extra_env={"AGENTLOG_METRICS_PORT": str(port)})
-        wait_for(lambda: gateway.client.get("/api/metrics").status_code == 200, timeout=60,
+        wait_for(lambda: admin.get("/api/metrics").status_code == 200, timeout=60,
                  what="/api/metrics once the metrics service is up")
         answer = gateway.client.post("/api/chat", json={"prompt": "What is 2+3 and what is 10*4?",
-                                                        "conversationId": "web-metrics-1", "userId": "tester"})
+                                                        "conversationId": "web-metrics-1"})
         assert answer.status_code == 200, answer.text
 
         def answered() -> dict[str, Any]:
-            response = gateway.client.get("/api/metrics")
+            response = admin.get("/api/metrics")
             assert response.status_code == 200, response.text
             data: dict[str, Any] = response.json()
             return data if data["turnsCompleted"] == 1 else {}
@@ -75,11 +78,11 @@ def test_api_metrics_proxies_the_metrics_service_and_is_404_while_it_is_down(
         assert 0 < data["turnP50Seconds"] <= data["turnP95Seconds"] < 90
         assert all(isinstance(value, int | float) for value in data.values())
         if BROWSER:
-            panel = page_panel(gateway)
+            panel = page_panel(gateway, admin)
             assert panel is not None and list(panel) == PANEL_KEYS and panel["conversations"] == "1"
 
         stack.kill("metrics")
-        assert_not_running(gateway, url)
+        assert_not_running(admin, url)
         if BROWSER:
-            assert page_panel(gateway) is None, "no metrics service: the page hides the panel"
+            assert page_panel(gateway, admin) is None, "no metrics service: the page hides the panel"
         stack.assert_alive()

@@ -6,6 +6,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -94,7 +95,8 @@ def test_a_pool_must_be_declared_for_every_worker() -> None:
 def request(tool_name: str, arguments: dict[str, Any]) -> Any:
     return command("ToolInvocationRequested", conversation_id="c", turn_id=str(uuid.uuid4()), user_id="u",
                    source="test", payload={"invocationId": str(uuid.uuid4()), "idempotencyKey": str(uuid.uuid4()),
-                                           "stepId": "s1", "attempt": 1, "tool": tool_name, "arguments": arguments})
+                                           "stepId": "s1", "attempt": 1, "tool": tool_name, "arguments": arguments,
+                                           "timeoutMs": 30000})
 
 
 def test_the_worker_skips_what_another_group_runs(tmp_path: Path) -> None:
@@ -102,7 +104,8 @@ def test_the_worker_skips_what_another_group_runs(tmp_path: Path) -> None:
     try:
         handler = ToolWorkerHandler(load_tools(), store, "w", ToolSelection(pooled=frozenset({"getWeather"})))
         assert handler.handle(request("getWeather", {"city": "Haifa"}), None, utc_now()) == []
-        [result] = handler.handle(request("calculateMath", {"expression": "2+3"}), None, utc_now())
+        read_at = SimpleNamespace(topic=lambda: "requests", partition=lambda: 0, offset=lambda: 7)
+        [result] = handler.handle(request("calculateMath", {"expression": "2+3"}), read_at, utc_now()).result(10)
         assert result.envelope.payload["output"]["value"] == 5
     finally:
         store.close()

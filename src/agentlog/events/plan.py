@@ -169,8 +169,13 @@ def normalize_seed_plan(raw: Mapping[str, Any]) -> Plan:
     for index, item in enumerate(items, start=1):
         if not isinstance(item, Mapping) or not isinstance(item.get("tool"), str):
             raise PlanError(f"plan item {index} has no tool name")
-        arguments = _seed_to_refs(dict(item.get("parameters") or {}))
-        deps = sorted(referenced_steps(arguments), key=lambda s: int(s[1:]))
+        parameters = item.get("parameters") or {}
+        if not isinstance(parameters, Mapping):
+            raise PlanError(f"the plan is malformed: the parameters of plan item {index} are not an object")
+        arguments = _seed_to_refs(dict(parameters))
+        # references to anything but an earlier item are left for validate_plan to refuse by name
+        refs = referenced_steps(arguments)
+        deps = [f"s{n}" for n in range(1, len(items) + 1) if f"s{n}" in refs]
         steps.append(PlanStep(id=f"s{index}", tool=item["tool"], arguments=arguments, depends_on=tuple(deps)))
     plan = Plan(steps=tuple(steps),
                 synthesis_required=bool(raw.get("final_answer_synthesis_required", True)))

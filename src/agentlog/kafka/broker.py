@@ -31,6 +31,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from agentlog.errors import BrokerError
+from agentlog.kafka.secure import admin_config, create_users, ensure_material, format_args, is_secured, server_properties
 
 KAFKA_VERSION = "4.1.1"
 LIB_DIR_ENV = "AGENTLOG_KAFKA_LIB_DIR"
@@ -97,9 +98,9 @@ def _tail(path: Path, lines: int = 30) -> str:
     return f"--- {path} ---\n" + "\n".join(text[-lines:])
 
 
-def _metadata_ok(bootstrap: str, timeout: float) -> bool:
+def _metadata_ok(bootstrap: str, timeout: float, config: dict[str, str] | None = None) -> bool:
     """True if a broker answers a metadata request and lists itself (it is registered and unfenced)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2, **(config or {})})
     try:
         return bool(admin.list_topics(timeout=max(timeout, 0.1)).brokers)
     except KafkaException:
@@ -202,21 +203,29 @@ class LocalBroker:
         state = self._read_state()
         pid = self._live_pid()
         bootstrap = str(state["bootstrap"]) if pid is not None else None
-        reachable = bootstrap is not None and _accepting(int(state["port"])) and _metadata_ok(bootstrap, 3)
+        reachable = (bootstrap is not None and _accepting(int(state["port"]))
+                     and _metadata_ok(bootstrap, 3, admin_config(self.kafka_dir)))
         return BrokerStatus(pid is not None, pid, bootstrap, self.data_dir, KAFKA_VERSION, reachable)
 
     # ---- start --------------------------------------------------------------------------------
-    def start(self, port: int | None = None, controller_port: int | None = None, timeout: float = 60) -> str:
+    def start(self, port: int | None = None, controller_port: int | None = None, timeout: float = 60,
+              secure: bool = False) -> str:
         """Start the broker (or return the running one's bootstrap) and wait until it serves metadata.
 
         Ports recorded in broker.json are reused: the static quorum names the controller's
-        address, so a data dir keeps its ports once chosen.
+        address, so a data dir keeps its ports once chosen. `secure` makes the broker SASL_SSL with
+        ACLs for good (kafka/secure.py); a plain data dir must be reset first, as its data has no ACLs.
         """
         with self._locked():
             running = self.running_bootstrap()
             if running is not None:
                 return running
             lib = self.ensure_jars()
+            if secure and not is_secured(self.kafka_dir):
+                if (self.data_dir / "meta.properties").exists():
+                    raise BrokerError(f"{self.data_dir} was formatted without security: "
+                                      "`agentlog kafka reset --yes` first, then start --secure")
+                ensure_material(self.kafka_dir)
             state = self._read_state()
             port = port or state.get("port") or _free_port()
             controller_port = controller_port or state.get("controller_port") or _free_port()
@@ -247,6 +256,8 @@ class LocalBroker:
             started = {"pid": self._proc.pid, "port": port, "controller_port": controller_port}
             self._write_state({**started, "bootstrap": bootstrap, "started_at": time.time()})
             self._wait_ready(self._proc, port, bootstrap, timeout)
+            if is_secured(self.kafka_dir):
+                create_users(self.kafka_dir, bootstrap)
             return bootstrap
 
     def _write_config(self, port: int, controller_port: int) -> None:
@@ -280,7 +291,10 @@ class LocalBroker:
             "broker.session.timeout.ms": "4000",
             "broker.heartbeat.interval.ms": "1000",
         }
+        if is_secured(self.kafka_dir):
+            props.update(server_properties(self.kafka_dir, port, controller_port))
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        self.config_path.chmod(0o600)  # a secured broker's holds the admin password
         (self.kafka_dir / "log4j2.properties").write_text(_LOG4J2)
 
     def _format(self, java: list[str]) -> None:
@@ -288,7 +302,9 @@ class LocalBroker:
         if (self.data_dir / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        cmd = [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config_path)]
+        # "--cluster-id=": an id may start with "-", which argparse would take for an option
+        cmd = [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config_path),
+               *format_args(self.kafka_dir)]
         done = subprocess.run(cmd, cwd=self.kafka_dir, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
@@ -306,7 +322,7 @@ class LocalBroker:
             if remaining <= 0:
                 self._stop_unlocked(10)
                 raise BrokerError(f"Kafka not ready within {timeout} s (stopped it)\n{self._log_tails()}")
-            if _accepting(port) and _metadata_ok(bootstrap, min(2.0, remaining)):
+            if _accepting(port) and _metadata_ok(bootstrap, min(2.0, remaining), admin_config(self.kafka_dir)):
                 return
             time.sleep(0.1)
 

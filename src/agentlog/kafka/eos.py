@@ -10,6 +10,15 @@ A crash between 3 and 4 leaves the local store behind the committed offsets; han
 gap on assignment by replaying the log. Commit errors take one of three branches: retriable (try
 the commit again), abortable (abort, rewind the handler, seek back to the committed offsets), or
 fatal (fenced by a newer instance: raise FencedError and let the supervisor restart us).
+
+Slow work (a tool call) must not hold up polling, or the group evicts the consumer after
+max.poll.interval.ms and hands its partitions, running work and all, to another member. A handler
+may therefore return a Future of its outputs instead of the outputs. Each partition keeps its
+consumed messages in order until their outputs are ready; a transaction takes the leading ready
+ones and the offset just past them, so an offset never passes a message before its outputs are in
+the same or an earlier transaction. While a partition has work running it is paused and the loop
+keeps polling (the other partitions, timers and finished work). A revoked partition forgets its
+unfinished messages: the next owner reads them again from the committed offset.
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,6 +61,11 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 MAX_IDLE_WAIT = 0.25
+# While deferred work runs, poll this often so finished work commits promptly.
+BUSY_POLL = 0.02
+# How long a batch waits for its own deferred work before committing what is ready: fast calls still
+# share one transaction per batch; slow ones commit later, from a poll of their own.
+SETTLE = 0.2
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,28 @@ class RawOutput:
     headers: Headers | None = None
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """A consumed message whose outputs a handler is still working out."""
+
+    message: Message
+    envelope: Envelope
+    future: Future[list[Output]]
+    headers: Headers
+
+
+Slot = list[RawOutput] | Deferred  # the outputs of one consumed message, or the work that will make them
+
+
+def ready_prefix(slots: deque[tuple[int, Slot]]) -> list[tuple[int, Slot]]:
+    """Take the leading (offset, slot) pairs whose outputs are ready; stop at the first still running,
+    so the offset committed after them never passes a message whose outputs are not produced yet."""
+    ready = []
+    while slots and not (isinstance(slots[0][1], Deferred) and not slots[0][1].future.done()):
+        ready.append(slots.popleft())
+    return ready
+
+
 class Handler:
     """What a service plugs into the loop. Stateless services override `handle` only."""
 
@@ -81,7 +119,8 @@ class Handler:
     def on_revoke(self, partitions: list[TopicPartition]) -> None:
         """Partitions were taken away: forget their state."""
 
-    def handle(self, envelope: Envelope, message: Message, now: datetime) -> list[Output]:
+    def handle(self, envelope: Envelope, message: Message, now: datetime) -> list[Output] | Future[list[Output]]:
+        """The outputs of one message, or a Future of them for work longer than a poll interval."""
         raise NotImplementedError
 
     def due(self, now: datetime) -> list[Output]:
@@ -171,6 +210,8 @@ class TransactionalLoop:
         self.batch_linger = float(os.environ.get("AGENTLOG_BATCH_LINGER_MS", "5")) / 1000
         self._last_batch = 0
         self._rebalances = 0
+        self._slots: dict[tuple[str, int], deque[tuple[int, Slot]]] = {}  # consumed, not yet committed
+        self._paused: set[tuple[str, int]] = set()
         self.watchdog = Watchdog(float(os.environ.get("AGENTLOG_TXN_WATCHDOG_S", "60")))
         handler.bind(self)
 
@@ -201,6 +242,7 @@ class TransactionalLoop:
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._rebalances += 1
         log.info("%s revoked %s", self.service, [(p.topic, p.partition) for p in partitions])
+        self._forget({(p.topic, p.partition) for p in partitions})
         self.handler.on_revoke(partitions)
 
     def committed(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
@@ -208,10 +250,11 @@ class TransactionalLoop:
 
     # -- the loop ------------------------------------------------------------------------------
     def _poll_timeout(self) -> float:
+        longest = BUSY_POLL if any(self._slots.values()) else MAX_IDLE_WAIT
         wakeup = self.handler.next_wakeup()
         if wakeup is None:
-            return MAX_IDLE_WAIT
-        return min(MAX_IDLE_WAIT, max(0.0, wakeup - time.monotonic()))
+            return longest
+        return min(longest, max(0.0, wakeup - time.monotonic()))
 
     def _poll_once(self) -> None:
         # Under load (the last batch had company) linger briefly to batch more per transaction.
@@ -226,8 +269,7 @@ class TransactionalLoop:
             self._seek_to_committed()
             return
         now = utc_now()
-        outputs: list[RawOutput] = []
-        offsets: dict[tuple[str, int], int] = {}
+        started: list[Future[list[Output]]] = []
         for message in messages:
             error = message.error()
             if error is not None:
@@ -236,30 +278,80 @@ class TransactionalLoop:
                 continue
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             assert topic is not None and partition is not None and offset is not None
-            offsets[(topic, partition)] = offset + 1
-            outputs.extend(self._handle(message, now))
+            slot = self._handle(message, now)
+            self._slots.setdefault((topic, partition), deque()).append((offset, slot))
+            if isinstance(slot, Deferred):
+                started.append(slot.future)
+        if started:
+            wait(started, timeout=SETTLE)
+        outputs, offsets = self._take_ready()
         for timed in self.handler.due(now):
             with handling(self.service, timed.envelope):
                 outputs.extend(self._encode([timed]))
         if outputs or offsets:
             self._commit(outputs, offsets)
+        self._pause_busy()
         self.metrics.batch(len(messages), len(outputs))
 
-    def _handle(self, message: Message, now: datetime) -> list[RawOutput]:
+    def _handle(self, message: Message, now: datetime) -> Slot:
         try:
             envelope = self.codec.decode(message.value())
         except InvalidMessageError as error:
             return [self._dead_letter(message, error.reason, error.message_type)]
         try:
             with handling(self.service, envelope, message.headers()):
-                return self._encode(self.handler.handle(envelope, message, now))
+                result = self.handler.handle(envelope, message, now)
+                if isinstance(result, Future):
+                    return Deferred(message, envelope, result, current_headers())
+                return self._encode(result)
         except InvalidMessageError:
             raise  # our own output broke its schema: a bug, never silently dropped
         except Exception as error:
-            self.metrics.error()
-            log.exception("%s could not process %s %s", self.service, envelope.subject, envelope.id)
-            return [self._dead_letter(message, f"{self.service} failed to process it: {error!r}",
-                                      envelope.subject)]
+            return self._failed(message, envelope, error)
+
+    def _resolve(self, deferred: Deferred) -> list[RawOutput]:
+        try:
+            return self._encode(deferred.future.result(), deferred.headers)
+        except InvalidMessageError:
+            raise
+        except Exception as error:
+            return self._failed(deferred.message, deferred.envelope, error)
+
+    def _failed(self, message: Message, envelope: Envelope, error: Exception) -> list[RawOutput]:
+        self.metrics.error()
+        log.error("%s could not process %s %s", self.service, envelope.subject, envelope.id, exc_info=error)
+        return [self._dead_letter(message, f"{self.service} failed to process it: {error!r}", envelope.subject)]
+
+    def _take_ready(self) -> tuple[list[RawOutput], dict[tuple[str, int], int]]:
+        """The outputs of every partition's leading ready messages, and the offsets just past them."""
+        outputs: list[RawOutput] = []
+        offsets: dict[tuple[str, int], int] = {}
+        for key, slots in self._slots.items():
+            for offset, slot in ready_prefix(slots):
+                outputs.extend(self._resolve(slot) if isinstance(slot, Deferred) else slot)
+                offsets[key] = offset + 1
+        return outputs, offsets
+
+    def _pause_busy(self) -> None:
+        """Pause exactly the partitions with work running: no more of their messages until it is done."""
+        busy = {key for key, slots in self._slots.items() if slots}
+        if busy - self._paused:
+            self.consumer.pause([TopicPartition(t, p) for t, p in busy - self._paused])
+        self._resume(self._paused - busy)
+        self._paused = busy
+        self.metrics.paused(len(busy))
+
+    def _resume(self, keys: set[tuple[str, int]]) -> None:
+        if keys:
+            self.consumer.resume([TopicPartition(t, p) for t, p in keys])
+
+    def _forget(self, keys: set[tuple[str, int]]) -> None:
+        """Drop the uncommitted messages of these partitions (they will be read again from the committed
+        offset) and let them be fetched again."""
+        for key in keys:
+            self._slots.pop(key, None)
+        self._resume(self._paused & keys)
+        self._paused -= keys
 
     def _dead_letter(self, message: Message, reason: str, message_type: str | None) -> RawOutput:
         self.metrics.dead_letter()
@@ -270,9 +362,9 @@ class TransactionalLoop:
         return RawOutput(self.settings.topic(DEAD_LETTER_QUEUE), key if isinstance(key, bytes) else None,
                          self.codec.encode_record(dlq.SUBJECT, record), dlq.SUBJECT)
 
-    def _encode(self, outputs: list[Output]) -> list[RawOutput]:
-        """Serialise outputs, each carrying the current span's traceparent."""
-        headers = current_headers()
+    def _encode(self, outputs: list[Output], headers: Headers | None = None) -> list[RawOutput]:
+        """Serialise outputs, each carrying the current span's traceparent (or the given `headers`)."""
+        headers = current_headers() if headers is None else headers
         return [
             RawOutput(self.settings.topic(o.topic), o.envelope.conversation_id.encode(), self.codec.encode(o.envelope),
                       o.envelope.subject, headers)
@@ -341,6 +433,7 @@ class TransactionalLoop:
 
     def _seek_to_committed(self) -> None:
         assignment = self.consumer.assignment()
+        self._forget({(tp.topic, tp.partition) for tp in assignment} | set(self._slots))
         for tp in self.committed(assignment):
             target = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             try:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 PORT_ENV = "AGENTLOG_SERVICE_METRICS_PORT"
 # A transaction on loopback commits in a few ms; the tail reaches the 100 ms retry back-offs.
@@ -25,6 +25,10 @@ _DEAD_LETTERS = Counter("agentlog_loop_dead_letters", "Messages sent to the dead
 _ABORTS = Counter("agentlog_loop_aborted_transactions", "Transactions aborted and rewound", ["service"])
 _TRANSACTION = Histogram("agentlog_loop_transaction_seconds", "begin_transaction to a successful commit",
                          ["service"], buckets=COMMIT_BUCKETS)
+_PAUSED = Gauge("agentlog_loop_paused_partitions", "Partitions paused while work of theirs runs off the poll loop",
+                ["service"])
+_BUSY = Gauge("agentlog_loop_calls_busy", "Executor threads running a call (tool workers)", ["service"])
+_QUEUED = Gauge("agentlog_loop_calls_queued", "Calls waiting for a free executor thread (tool workers)", ["service"])
 
 
 class LoopMetrics:
@@ -37,6 +41,9 @@ class LoopMetrics:
         self._dead_letters = _DEAD_LETTERS.labels(service=service)
         self._aborts = _ABORTS.labels(service=service)
         self._transaction = _TRANSACTION.labels(service=service)
+        self._paused = _PAUSED.labels(service=service)
+        self._busy = _BUSY.labels(service=service)
+        self._queued = _QUEUED.labels(service=service)
 
     def batch(self, consumed: int, produced: int) -> None:
         self._in.inc(consumed)
@@ -50,6 +57,14 @@ class LoopMetrics:
 
     def aborted(self) -> None:
         self._aborts.inc()
+
+    def paused(self, partitions: int) -> None:
+        self._paused.set(partitions)
+
+    def calls(self, busy: int, queued: int) -> None:
+        """Called from executor threads; a Gauge is thread-safe."""
+        self._busy.set(busy)
+        self._queued.set(queued)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -22,6 +22,7 @@ from agentlog.config import Settings
 from agentlog.errors import BrokerError
 
 WEEK_MS = str(7 * 24 * 3600 * 1000)
+HOUR_MS = str(3600 * 1000)
 
 USER_COMMANDS = "user-commands"
 CONVERSATION_EVENTS = "conversation-events"
@@ -29,6 +30,7 @@ TOOL_INVOCATION_REQUESTS = "tool-invocation-requests"
 SYNTHESIS_REQUESTS = "synthesis-requests"
 DEAD_LETTER_QUEUE = "dead-letter-queue"
 SCHEMA_REGISTRY = "schema-registry"
+ANSWER_STREAM = "answer-stream"
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,25 @@ TOPICS: tuple[TopicSpec, ...] = (
               {"cleanup.policy": "delete", "retention.ms": WEEK_MS}),
     TopicSpec(SYNTHESIS_REQUESTS, WORK_PARTITIONS, "commands to the synthesis worker",
               {"cleanup.policy": "delete", "retention.ms": WEEK_MS}),
+    # Answer text as it is written: best-effort, non-transactional, worthless once the answer is recorded.
+    TopicSpec(ANSWER_STREAM, WORK_PARTITIONS, "answer text deltas as they are written (the page streams them)",
+              {"cleanup.policy": "delete", "retention.ms": HOUR_MS}),
     TopicSpec(DEAD_LETTER_QUEUE, 1, "messages no consumer could accept, with the reason and original bytes",
               {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}),
     TopicSpec(SCHEMA_REGISTRY, 1, "JSON Schemas by subject@version",
               {"cleanup.policy": "compact", "retention.ms": "-1", "min.compaction.lag.ms": "0"}),
 )
+
+
+def replication_plan(brokers: int) -> dict[str, int]:
+    """Replication for a cluster of `brokers` nodes, chosen from the cluster found (README, "Cluster mode").
+
+    - replication factor min(3, brokers): three copies survive one lost node while another restarts;
+    - min.insync.replicas 2 from 3 nodes on: an acks=all write is on two nodes before it counts, and a
+      partition down to one copy refuses writes rather than keep events on one disk; below 3 nodes it
+      must be 1, or a single node could not accept writes at all.
+    """
+    return {"replication_factor": max(1, min(3, brokers)), "min_insync_replicas": 2 if brokers >= 3 else 1}
 
 
 def admin_client(settings: Settings) -> AdminClient:
@@ -66,13 +82,14 @@ def admin_client(settings: Settings) -> AdminClient:
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create every missing topic with its spec; returns the names created. Safe to run repeatedly."""
     admin = admin_client(settings)
-    existing = set(admin.list_topics(timeout=timeout).topics)
-    wanted = [spec for spec in TOPICS if settings.topic(spec.name) not in existing]
+    metadata = admin.list_topics(timeout=timeout)
+    wanted = [spec for spec in TOPICS if settings.topic(spec.name) not in metadata.topics]
     if not wanted:
         return []
+    plan = replication_plan(len(metadata.brokers))
     futures = admin.create_topics(
-        [NewTopic(settings.topic(s.name), num_partitions=s.partitions, replication_factor=-1,
-                  config=dict(s.config)) for s in wanted],
+        [NewTopic(settings.topic(s.name), num_partitions=s.partitions, replication_factor=plan["replication_factor"],
+                  config={**s.config, "min.insync.replicas": str(plan["min_insync_replicas"])}) for s in wanted],
         operation_timeout=timeout,
         request_timeout=timeout,
     )
@@ -112,8 +129,10 @@ def describe_topics(settings: Settings, timeout: float = 30.0) -> dict[str, dict
     configs = admin.describe_configs(resources, request_timeout=timeout) if resources else {}
     for resource, future in configs.items():
         entries = future.result()
+        partitions = metadata[resource.name].partitions.values()
         result[resource.name] = {
-            "partitions": len(metadata[resource.name].partitions),
+            "partitions": len(partitions),
+            "replication_factor": min((len(p.replicas) for p in partitions), default=0),
             "config": {key: entry.value for key, entry in entries.items()},
         }
     return result

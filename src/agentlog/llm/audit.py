@@ -16,6 +16,7 @@ from agentlog.llm.base import Completion
 
 if TYPE_CHECKING:
     from agentlog.events.plan import Plan
+    from agentlog.llm.streaming import TextSink
     from agentlog.services.router.planner import PlanningQuery
 
 
@@ -59,3 +60,10 @@ class AuditedSynthesizer(Protocol):
     """A synthesizer that can say who wrote each answer (the synthesis service records it)."""
 
     def synthesize_audited(self, request: Mapping[str, Any]) -> WrittenBy: ...
+
+
+@runtime_checkable
+class StreamingSynthesizer(Protocol):
+    """A synthesizer that streams its answer as it writes it (see llm/streaming.py) and says who wrote it."""
+
+    def synthesize_streaming(self, request: Mapping[str, Any], sink: TextSink) -> WrittenBy: ...

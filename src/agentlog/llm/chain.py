@@ -25,6 +25,7 @@ from typing import Any
 from agentlog.errors import ConfigurationError
 from agentlog.llm.base import ChatMessage, ChatModel, Completion, LLMUnavailable
 from agentlog.llm.http import ProviderError
+from agentlog.llm.streaming import TextSink, TrackingSink, stream_completion
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,17 @@ class GuardedModel:
 
     def complete(self, messages: Sequence[ChatMessage], *, json_schema: Mapping[str, Any] | None = None,
                  temperature: float = 0.0, max_tokens: int = 512) -> Completion:
+        return self._guarded(lambda: self.model.complete(messages, json_schema=json_schema, temperature=temperature,
+                                                         max_tokens=max_tokens))
+
+    def stream(self, messages: Sequence[ChatMessage], sink: TextSink, *, temperature: float = 0.0,
+               max_tokens: int = 512) -> Completion:
+        """Like `complete`, streaming into `sink`; a retry after a partial reply restarts the sink."""
+        tracked = TrackingSink(sink)
+        return self._guarded(lambda: stream_completion(self.model, messages, tracked, temperature=temperature,
+                                                       max_tokens=max_tokens), before_retry=tracked.restart)
+
+    def _guarded(self, call: Callable[[], Completion], before_retry: Callable[[], None] = lambda: None) -> Completion:
         last: ProviderError | None = None
         attempt = 0
         while True:
@@ -99,8 +111,7 @@ class GuardedModel:
                 raise ProviderError(f"{self.name}: circuit open after {self.breaker.failures} consecutive failures, "
                                     f"next try in {self.breaker.retry_in():.1f}s{reason}", retryable=False)
             try:
-                completion = self.model.complete(messages, json_schema=json_schema, temperature=temperature,
-                                                 max_tokens=max_tokens)
+                completion = call()
             except ProviderError as error:
                 self.breaker.record_failure()
                 last = error
@@ -109,6 +120,7 @@ class GuardedModel:
                 if not error.retryable or attempt >= self.retry.max_attempts:
                     raise
                 self._sleep(self.retry.delay(attempt))
+                before_retry()
                 continue
             self.breaker.record_success()
             return completion
@@ -126,11 +138,25 @@ class ProviderChain:
 
     def complete(self, messages: Sequence[ChatMessage], *, json_schema: Mapping[str, Any] | None = None,
                  temperature: float = 0.0, max_tokens: int = 512) -> Completion:
+        return self._first(lambda member: member.complete(messages, json_schema=json_schema, temperature=temperature,
+                                                          max_tokens=max_tokens))
+
+    def stream(self, messages: Sequence[ChatMessage], sink: TextSink, *, temperature: float = 0.0,
+               max_tokens: int = 512) -> Completion:
+        """The first provider's reply streamed into `sink`; the next provider restarts what a failed one wrote."""
+        tracked = TrackingSink(sink)
+
+        def streamed(member: GuardedModel) -> Completion:
+            tracked.restart()
+            return member.stream(messages, tracked, temperature=temperature, max_tokens=max_tokens)
+
+        return self._first(streamed)
+
+    def _first(self, call: Callable[[GuardedModel], Completion]) -> Completion:
         failures: list[str] = []
         for member in self.members:
             try:
-                return member.complete(messages, json_schema=json_schema, temperature=temperature,
-                                       max_tokens=max_tokens)
+                return call(member)
             except LLMUnavailable as error:
                 failures.append(str(error))
         raise LLMUnavailable("every LLM provider failed: " + "; ".join(failures))

@@ -1,12 +1,14 @@
-"""A client for Ollama's chat API (POST /api/chat, one JSON reply, no streaming).
+"""A client for Ollama's chat API (POST /api/chat): one JSON reply, or NDJSON lines when streaming.
 
 JSON output goes through `format`: the JSON schema itself (Ollama 0.5+ constrains decoding to it) or
 the string "json" for older servers (OLLAMA_FORMAT=json). Tokens come from `prompt_eval_count` and
-`eval_count`.
+`eval_count`. `stream()` sets `stream: true` and reads one JSON object per line, each with a piece
+of `message.content`, the last with `done: true` and the token counts.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,7 +16,8 @@ import httpx
 
 from agentlog.errors import ConfigurationError
 from agentlog.llm.base import ChatMessage, Completion
-from agentlog.llm.http import ProviderError, normalise_url, optional_int, post_json
+from agentlog.llm.http import ProviderError, json_object, normalise_url, optional_int, post_json, post_stream
+from agentlog.llm.streaming import TextSink
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_MODEL = "llama3"
@@ -54,6 +57,35 @@ class OllamaChat:
         return Completion(text=content, provider=self.name, model=str(data.get("model") or self.model),
                           latency_ms=latency_ms, prompt_tokens=optional_int(data.get("prompt_eval_count")),
                           completion_tokens=optional_int(data.get("eval_count")))
+
+    def stream(self, messages: Sequence[ChatMessage], sink: TextSink, *, temperature: float = 0.0,
+               max_tokens: int = 512) -> Completion:
+        body: dict[str, Any] = {"model": self.model, "messages": [dict(m) for m in messages], "stream": True,
+                                "options": {"temperature": temperature, "num_predict": max_tokens}}
+        url = f"{self.host}/api/chat"
+        started = time.perf_counter()
+        parts: list[str] = []
+        last: dict[str, Any] = {}
+        for line in post_stream(self._client, url, body, provider=self.name):
+            if not line.strip():
+                continue
+            last = json_object(line, self.name)
+            if "error" in last:
+                raise ProviderError(f"{self.name}: the stream from {url} failed: {str(last['error'])[:300]}",
+                                    retryable=False)
+            message = last.get("message")
+            text = message.get("content") if isinstance(message, dict) else None
+            if isinstance(text, str) and text:
+                parts.append(text)
+                sink.write(text)
+            if last.get("done") is True:
+                break
+        else:
+            raise ProviderError(f"{self.name}: the stream from {url} ended before its done line", retryable=True)
+        return Completion(text="".join(parts), provider=self.name, model=str(last.get("model") or self.model),
+                          latency_ms=(time.perf_counter() - started) * 1000.0,
+                          prompt_tokens=optional_int(last.get("prompt_eval_count")),
+                          completion_tokens=optional_int(last.get("eval_count")))
 
     def close(self) -> None:
         self._client.close()

@@ -30,8 +30,6 @@ from agentlog.services.router.planner import OfflinePlanner, Planner, PlanningQu
 
 log = logging.getLogger(__name__)
 
-HISTORY_TURNS = 3  # earlier turns shown to the model, newest last
-
 
 def plan_schema(tool_names: Sequence[str]) -> dict[str, Any]:
     """The plan definition of definitions.json, self-contained, with `tool` limited to `tool_names`
@@ -106,10 +104,7 @@ def parse_plan(text: str, catalogue: Mapping[str, Mapping[str, Any]], schema: Ma
     """A model's reply as a checked Plan; PlanError says what is wrong, in words the model can act on."""
     raw = _json_object(text)
     if "plan" in raw and "steps" not in raw:
-        try:
-            plan = normalize_seed_plan(raw)
-        except (TypeError, ValueError) as error:  # e.g. "parameters" that is not an object
-            raise PlanError(f"the plan is malformed: {error}") from error
+        plan = normalize_seed_plan(raw)
     else:
         _validate(schema, raw, "the plan")
         plan = Plan.from_json(raw)
@@ -157,8 +152,8 @@ class LLMPlanner:
             messages.append({"role": "user", "content": question})
             messages.append({"role": "assistant", "content": orjson.dumps(plan.to_json()).decode()})
         question = query.user_input.strip()
-        if query.history:
-            earlier = "\n".join(f"Q: {q}\nA: {a}" for q, a in query.history[-HISTORY_TURNS:])
+        if query.history:  # the router's memory window, already bounded and recorded in PlanGenerated
+            earlier = "\n".join(f"Q: {q}\nA: {a}" for q, a in query.history)
             question = f"Earlier in this conversation:\n{earlier}\n\nQuestion: {question}"
         messages.append({"role": "user", "content": question})
         return messages

@@ -1,7 +1,8 @@
 """The LLM synthesizer: the final answer written by a model from the tool results only.
 
 Any provider failure (LLMUnavailable) or an empty reply hands the request to the template
-synthesizer, so the user always gets an answer; the event records which one wrote it.
+synthesizer, so the user always gets an answer; the event records which one wrote it. The answer is
+streamed as the model writes it; a fallback restarts the stream with the template's text.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import orjson
 from agentlog.llm.audit import WrittenBy
 from agentlog.llm.base import ChatMessage, ChatModel, LLMUnavailable
 from agentlog.llm.prompts import SYNTHESIS_PROMPT, SYNTHESIS_RULES
+from agentlog.llm.streaming import NullSink, TextSink, TrackingSink, stream_completion, write_chunks
 from agentlog.services.synthesis.compose import Synthesizer, TemplateSynthesizer
 
 log = logging.getLogger(__name__)
@@ -59,16 +61,27 @@ class LLMSynthesizer:
         return self.synthesize_audited(request).text
 
     def synthesize_audited(self, request: Mapping[str, Any]) -> WrittenBy:
+        return self.synthesize_streaming(request, NullSink())
+
+    def synthesize_streaming(self, request: Mapping[str, Any], sink: TextSink) -> WrittenBy:
+        tracked = TrackingSink(sink)
         try:
-            completion = self.model.complete(synthesis_messages(request), max_tokens=self.max_tokens)
+            completion = stream_completion(self.model, synthesis_messages(request), tracked,
+                                           max_tokens=self.max_tokens)
         except LLMUnavailable as error:
             log.warning("LLM synthesis failed, using %s: %s", self.fallback.name, error)
-            return WrittenBy(self.fallback.synthesize(request), self.fallback.name, None)
+            return self._fallback(request, tracked)
         text = completion.text.strip()
         if not text:
             log.warning("LLM synthesis by %s was empty, using %s", completion.provider, self.fallback.name)
-            return WrittenBy(self.fallback.synthesize(request), self.fallback.name, None)
+            return self._fallback(request, tracked)
         return WrittenBy(text, self.name, completion.audit())
+
+    def _fallback(self, request: Mapping[str, Any], sink: TrackingSink) -> WrittenBy:
+        sink.restart()
+        text = self.fallback.synthesize(request)
+        write_chunks(sink, text)
+        return WrittenBy(text, self.fallback.name, None)
 
 
 def configured_synthesizer(env: Mapping[str, str] | None = None) -> Synthesizer:

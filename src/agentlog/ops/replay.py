@@ -2,7 +2,7 @@
 (time travel, with the orchestrator's own fold), and verify its invariants.
 
 The fold runs without local tools: the state at event N is what the recorded events up to N say,
-never a recomputation.
+never a recomputation. Likewise the tools that waited for approval are those the log shows asking.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def state_at(events: Sequence[Envelope], index: int) -> ConversationState:
         raise ValueError("the conversation has no events")
     if not 0 <= index < len(events):
         raise ValueError(f"event index {index} is out of range 0..{len(events) - 1}")
-    decider = OrchestratorDecider()
+    # Which tools wait for approval is read from the log; each request's recorded expiresAt sets its deadline.
+    decider = OrchestratorDecider(approvals=dict.fromkeys(
+        {str(e.payload["tool"]) for e in events if e.type == "ApprovalRequested"}, 0))
     state = decider.initial(events[0].conversation_id)
     for event in events[: index + 1]:
         state = decider.decide(state, event, datetime.fromisoformat(event.timestamp)).state
@@ -52,6 +54,22 @@ def state_at(events: Sequence[Envelope], index: int) -> ConversationState:
 class Violation:
     turn_id: str
     message: str
+
+
+def control_summary(event: Envelope) -> str | None:
+    """One line on an approval or cancellation event: who asked or decided what, and why."""
+    payload = event.payload
+    why = f": {payload['reason']}" if payload.get("reason") else ""
+    if event.type == "ApprovalRequested":
+        return f"{payload['tool']} {payload['stepId']} waits for approval until {payload['expiresAt']}"
+    if event.type == "ApprovalDecided":
+        return f"{payload['stepId']} {payload['decision']} by {payload['decidedBy']}{why}"
+    if event.type == "UserControlReceived":
+        return f"{payload['command']} requested by {event.user_id}{why}"
+    if event.type == "TurnCancelled":
+        abandoned = ", ".join(payload["abandonedStepIds"]) or "none"
+        return f"cancelled by {payload['requestedBy']}{why}; abandoned steps: {abandoned}"
+    return None
 
 
 def _derived_command_ids(event: Envelope) -> Iterable[str]:
@@ -74,7 +92,8 @@ def verify(events: Sequence[Envelope]) -> list[Violation]:
         known: set[str] = set()
         for event in turn:
             # Roots: events recording a command, whose id is on a command topic, not in this log.
-            if (event.type in ("UserQueryReceived", "UserHistoryReset") and event.source == "router") or \
+            if (event.type in ("UserQueryReceived", "UserHistoryReset", "UserControlReceived")
+                    and event.source == "router") or \
                     event.type == "DeadLetterRedriven":
                 known.add(event.causation_id or "")
             if event.causation_id not in known:
@@ -83,8 +102,8 @@ def verify(events: Sequence[Envelope]) -> list[Violation]:
             known.add(event.id)
             known.update(_derived_command_ids(event))
         types = Counter(e.type for e in unique)
-        if types["UserHistoryReset"]:
-            continue
+        if types["UserHistoryReset"] or set(types) == {"UserControlReceived"}:
+            continue  # a reset, or controls for a turn this log never started, have no answer
         if types["FinalAnswerSynthesized"] != 1:
             violations.append(Violation(turn_id, f"{types['FinalAnswerSynthesized']} final answers (expected 1)"))
         if types["PlanGenerated"] + types["PlanFailed"] == 0:
@@ -97,3 +116,21 @@ def verify(events: Sequence[Envelope]) -> list[Violation]:
         for invocation in sorted(set(results) - requested):
             violations.append(Violation(turn_id, f"result for invocation {invocation} that was never requested"))
     return violations
+
+
+def memory_lines(events: Sequence[Envelope]) -> list[str]:
+    """What each planned turn was given as memory (its PlanGenerated's `memory`), one block per turn:
+    replay shows the recorded window, it never folds it again."""
+    lines: list[str] = []
+    shown: set[str] = set()
+    for event in events:
+        if event.type != "PlanGenerated" or "memory" not in event.payload or event.turn_id in shown:
+            continue
+        shown.add(event.turn_id)
+        memory = event.payload["memory"]
+        lines.append(f"turn {event.turn_id[:8]}: {len(memory)} earlier turn(s)" if memory
+                     else f"turn {event.turn_id[:8]}: no earlier turns")
+        for turn in memory:
+            answer = " ".join(turn["answer"].split())
+            lines.append(f"  {turn['turnId'][:8]}  Q: {turn['question'][:80]}  A: {answer[:80]}")
+    return lines

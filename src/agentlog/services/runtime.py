@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 TOOL_BATCH_SIZE = 8
 BUILTIN_TOOL_MODULES = ("agentlog.tools.math", "agentlog.tools.exchange", "agentlog.tools.weather",
                         "agentlog.tools.products", "agentlog.tools.rag", "agentlog.tools.review",
-                        "agentlog.tools.chat")
+                        "agentlog.tools.chat", "agentlog.tools.recall", "agentlog.tools.email")
 TEST_TOOL_MODULES = ("agentlog.tools.testing",)
 
 
@@ -71,9 +71,11 @@ def local_tools(registry: ToolRegistry) -> dict[str, ToolSpec]:
 
 def _router(settings: Settings) -> Handler:
     from agentlog.llm.planner import configured_planner
+    from agentlog.services.router.memory import MemoryLimits
     from agentlog.services.router.service import RouterHandler
 
-    return RouterHandler(configured_planner())  # the offline planner unless an LLM provider is configured
+    # The offline planner unless an LLM provider is configured; the store caches conversation memory.
+    return RouterHandler(configured_planner(), _store(settings, "router"), MemoryLimits.from_env())
 
 
 def _store(settings: Settings, service: str) -> PartitionStore:
@@ -81,9 +83,10 @@ def _store(settings: Settings, service: str) -> PartitionStore:
 
 
 def _orchestrator(settings: Settings) -> Handler:
-    from agentlog.services.orchestrator.service import OrchestratorHandler
+    from agentlog.services.orchestrator.service import OrchestratorHandler, approval_tools
 
-    return OrchestratorHandler(_store(settings, "orchestrator"), local_tools(load_tools()))
+    tools = load_tools()
+    return OrchestratorHandler(_store(settings, "orchestrator"), local_tools(tools), approval_tools(tools))
 
 
 def _aggregator(settings: Settings) -> Handler:
@@ -94,12 +97,14 @@ def _aggregator(settings: Settings) -> Handler:
 
 
 def _tool_worker(settings: Settings) -> Handler:
+    from agentlog.services.toolworker.executor import concurrency_from_env
     from agentlog.services.toolworker.pools import ToolSelection
     from agentlog.services.toolworker.service import OutcomeStore, ToolWorkerHandler, worker_name
 
     selection = ToolSelection.from_env()
     outcomes = OutcomeStore(settings.state_dir / f"{selection.service_name}-{settings.instance_id}")
-    return ToolWorkerHandler(load_tools(), outcomes, worker_name(settings.instance_id), selection)
+    return ToolWorkerHandler(load_tools(), outcomes, worker_name(settings.instance_id), selection,
+                             concurrency_from_env())
 
 
 def _synthesis(settings: Settings) -> Handler:
@@ -139,7 +144,8 @@ class ServiceSpec:
 SERVICES: dict[str, ServiceSpec] = {
     spec.name: spec
     for spec in (
-        ServiceSpec("router", (USER_COMMANDS,), _router, "questions -> UserQueryReceived + PlanGenerated"),
+        ServiceSpec("router", (USER_COMMANDS, CONVERSATION_EVENTS), _router,
+                    "questions -> UserQueryReceived + PlanGenerated, with the conversation's memory"),
         ServiceSpec("orchestrator", (CONVERSATION_EVENTS,), _orchestrator, "drives plans step by step"),
         ServiceSpec("tool-worker", (TOOL_INVOCATION_REQUESTS,), _tool_worker, "runs tool invocations",
                     batch_size=TOOL_BATCH_SIZE),

@@ -5,28 +5,34 @@ inventing an answer. One exception, by decision: questions on politics, voting o
 same polite refusal with or without a model, before any model is called. A refusal needs no model,
 is identical online and offline, and cannot be talked around by a prompt; the topic list is the
 router's (services/router/rules.py REFUSAL_TOPICS), so planner and tool agree on what is refused.
+The conversation's earlier turns come as `history` (written into the plan by the router from its
+memory window) and reach the model as the earlier user and assistant messages.
 """
 
 from __future__ import annotations
 
 import logging
 
+from agentlog.llm.base import ChatMessage
+from agentlog.llm.streaming import TextSink
 from agentlog.services.router.rules import REFUSAL_TOPICS
 from agentlog.tools.llm_access import HOW_TO_CONFIGURE, chat_model
-from agentlog.tools.registry import ToolError, ToolOutput, tool
+from agentlog.tools.registry import ToolContext, ToolError, ToolOutput, tool
 
 log = logging.getLogger(__name__)
 
 REFUSAL = ("I'm sorry, but I don't give opinions or advice on politics or voting, and I can't help with "
            "malware or breaking into systems. I'm happy to help with something else.")
 SYSTEM_PROMPT = ("You are agentlog's assistant. Answer briefly and helpfully, in the language of the message. "
-                 "You see only this one message, not the earlier conversation: if asked about earlier "
-                 "messages, say that you cannot see them. Do not give political opinions or voting advice.")
+                 "You see the conversation's earlier turns only as far as they are given before the message: "
+                 "if asked about earlier messages you cannot see, say so. Do not give political opinions or "
+                 "voting advice.")
 
 
 @tool("generalChat", "Conversational reply to a message that needs no other tool (greetings, jokes, general "
       "questions), from the configured language model; politics, voting and malware are politely refused.")
-def general_chat(message: str) -> ToolOutput:
+def general_chat(message: str, history: list[dict[str, str]] | None = None,
+                 context: ToolContext | None = None) -> ToolOutput:
     if REFUSAL_TOPICS.search(message):
         return ToolOutput(value=REFUSAL, text=REFUSAL, data={"method": "refusal", "reason": "restricted topic"})
     model = chat_model()
@@ -34,12 +40,35 @@ def general_chat(message: str) -> ToolOutput:
         raise ToolError(f"no language model is configured, so general chat is unavailable: {HOW_TO_CONFIGURE}",
                         error_type="NotConfigured")
     from agentlog.llm.base import LLMUnavailable
+    from agentlog.llm.streaming import stream_completion
 
     try:
-        completion = model.complete([{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": message}],
-                                    temperature=0.7, max_tokens=300)
+        completion = stream_completion(model, [{"role": "system", "content": SYSTEM_PROMPT}, *_earlier_turns(history),
+                                               {"role": "user", "content": message}], _answer_sink(context),
+                                       temperature=0.7, max_tokens=300)
     except LLMUnavailable as error:
         raise ToolError(f"the language model did not answer: {error}", retryable=True,
                         error_type="LLMUnavailable") from error
     answer = completion.text.strip()
     return ToolOutput(value=answer, text=answer, data={"method": "llm", "llm": completion.audit()})
+
+
+def _earlier_turns(history: list[dict[str, str]] | None) -> list[ChatMessage]:
+    turns: list[ChatMessage] = []
+    for turn in history or []:
+        turns.append({"role": "user", "content": str(turn.get("question", ""))})
+        turns.append({"role": "assistant", "content": str(turn.get("answer", ""))})
+    return turns
+
+
+def _answer_sink(context: ToolContext | None) -> TextSink:
+    """The turn's answer stream, so that the page shows the reply as the model writes it (the
+    synthesizer's stream restarts it with the final wording). The tool does not know the user: the
+    gateway shows such deltas to the conversation's owner only."""
+    from agentlog.llm.streaming import NullSink
+    from agentlog.services.synthesis.deltas import shared_publisher
+
+    publisher = shared_publisher("tool-worker-deltas") if context is not None else None
+    if context is None or publisher is None:
+        return NullSink()
+    return publisher.turn(context.conversation_id, context.turn_id, "")

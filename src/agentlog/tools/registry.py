@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
 
 from agentlog.errors import AgentlogError
+from agentlog.observability import redact, secret_values
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class ToolError(AgentlogError):
     """A tool failed in a way it understands; `retryable` tells the orchestrator whether to try again."""
 
     def __init__(self, message: str, *, retryable: bool = False, error_type: str = "ToolError") -> None:
+        message = redact(message, secret_values())  # it is recorded in the log: never with a key in it
         super().__init__(message)
         self.message = message
         self.retryable = retryable
@@ -52,6 +54,9 @@ class ToolContext:
     turn_id: str
     step_id: str
     attempt: int
+    # Epoch seconds after which the orchestrator stops waiting (it times the attempt out): a tool
+    # that can stop early (a network timeout, a loop) should. None when the caller sets no deadline.
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ class ToolSpec:
     local: bool = False
     # JSON argument name -> Python parameter name, for arguments named by a Python keyword ("from").
     renamed: Mapping[str, str] = field(default_factory=dict)
+    # An approval tool has an effect a person must allow first: the orchestrator asks (ApprovalRequested)
+    # and waits up to `approval_timeout_s` (None: AGENTLOG_APPROVAL_TIMEOUT_S, default 10 min).
+    approval: bool = False
+    approval_timeout_s: float | None = None
 
     def catalogue_entry(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "parameters": dict(self.parameters)}
@@ -155,13 +164,14 @@ DEFAULT_REGISTRY = ToolRegistry()
 
 def tool(
     name: str, description: str, registry: ToolRegistry = DEFAULT_REGISTRY, *, local: bool = False,
-    renamed: Mapping[str, str] | None = None,
+    renamed: Mapping[str, str] | None = None, approval: bool = False, approval_timeout_s: float | None = None,
 ) -> Callable[[Callable[..., ToolOutput]], Callable[..., ToolOutput]]:
     """Register a function as a tool under `name` (the name planners and plans use).
 
     `local=True` declares it pure, deterministic and fast (no I/O, no side effects), which lets the
     orchestrator run it in-process; replaying the log then reaches the same result.
     `renamed` gives arguments whose JSON name is a Python keyword, e.g. {"from": "from_"}.
+    `approval=True` makes every call wait for a person's approve/deny, at most `approval_timeout_s`.
     """
 
     def decorate(function: Callable[..., ToolOutput]) -> Callable[..., ToolOutput]:
@@ -169,7 +179,8 @@ def tool(
         registry.register(ToolSpec(name=name, description=description,
                                    parameters=parameters_schema(function, renamed),
                                    function=function, wants_context=wants_context, local=local,
-                                   renamed=dict(renamed or {})))
+                                   renamed=dict(renamed or {}), approval=approval,
+                                   approval_timeout_s=approval_timeout_s))
         return function
 
     return decorate

@@ -5,6 +5,10 @@ AGENTLOG_TEST_TOOL_DIR: every start appends a line to starts.jsonl; the effect i
 the step's idempotency key in effects.sqlite, inserted at most once. A crash test can then tell
 "the call started twice" (allowed: a crash before the result was recorded) from "the effect
 happened twice" (never allowed).
+
+`sleepFor` is the long-running tool: it sleeps (longer than a consumer's max.poll.interval.ms, in
+tests/integration/test_long_tools.py), stopping early at the call's deadline, and records its starts
+and its effect the same way.
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ def _record_effect(context: ToolContext, label: str) -> bool:
         return cursor.rowcount == 1
 
 
+def _effect(context: ToolContext, label: str, note: str = "") -> ToolOutput:
+    made = _record_effect(context, label)
+    return ToolOutput(value=label, text=f"{note}effect {label} {'recorded' if made else 'was already recorded'}",
+                      data={"effectMade": made, "attempt": context.attempt})
+
+
 @tool("recordEffect", "Test tool: waits delayMs, then records one effect keyed by the idempotency key.")
 def record_effect(label: str, context: ToolContext, delayMs: int = 0, slowAttempts: int = 0,
                   failAttempts: int = 0) -> ToolOutput:
@@ -49,6 +59,18 @@ def record_effect(label: str, context: ToolContext, delayMs: int = 0, slowAttemp
         raise ToolError(f"attempt {context.attempt} fails on purpose", retryable=True, error_type="InjectedFailure")
     if delayMs and (slowAttempts == 0 or context.attempt <= slowAttempts):
         time.sleep(delayMs / 1000)
-    made = _record_effect(context, label)
-    return ToolOutput(value=label, text=f"effect {label} {'recorded' if made else 'was already recorded'}",
-                      data={"effectMade": made, "attempt": context.attempt})
+    return _effect(context, label)
+
+
+@tool("sleepFor", "Test tool: sleeps `seconds` (stopping at the call's deadline), then records one effect keyed "
+      "by the idempotency key.")
+def sleep_for(seconds: float, label: str, context: ToolContext) -> ToolOutput:
+    _record_start(context, label)
+    wake = time.time() + seconds
+    if context.deadline is not None and context.deadline < wake:
+        # Honour the deadline: past it the orchestrator no longer waits, so sleeping on is wasted work.
+        time.sleep(max(0.0, context.deadline - time.time()))
+        raise ToolError(f"stopped at its deadline, {wake - context.deadline:.1f} s short of {seconds} s",
+                        retryable=True, error_type="Timeout")
+    time.sleep(seconds)
+    return _effect(context, label, note=f"slept {seconds} s; ")

@@ -14,8 +14,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -25,6 +26,8 @@ from agentlog.conversation import ConversationClient
 from agentlog.errors import AgentlogError, InvalidMessageError
 from agentlog.events.codec import Codec
 from agentlog.events.registry import SchemaRegistry
+from agentlog.web.auth import Auth, SessionMiddleware, current_user, session_router
+from agentlog.web.limits import BodyLimitMiddleware, LimitConfig, RateLimiter
 from agentlog.web.live import LiveLog
 from agentlog.web.metrics import metrics_url_from_env
 from agentlog.web.reviews import reviews_router
@@ -72,6 +75,24 @@ def _connect(settings: Settings, chat_timeout: float, metrics_url: str) -> Gatew
                    metrics_url)
 
 
+def cors_origins_from_env() -> list[str]:
+    """AGENTLOG_CORS_ORIGINS, comma-separated; empty (the default) keeps the API same-origin only."""
+    return [origin.strip() for origin in os.environ.get("AGENTLOG_CORS_ORIGINS", "").split(",") if origin.strip()]
+
+
+def _install_guards(app: FastAPI, settings: Settings) -> None:
+    """Identity, limits and CORS (see web/auth.py and web/limits.py); the outermost runs first."""
+    limits = LimitConfig.from_env()
+    auth = Auth.from_env(settings)
+    app.state.auth, app.state.limits, app.state.limiter = auth, limits, RateLimiter(limits)
+    app.add_middleware(SessionMiddleware, auth=auth)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    origins = cors_origins_from_env()
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True,
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["authorization", "content-type"])
+
+
 def _error(status: int, message: str, details: object = None) -> JSONResponse:
     body: dict[str, object] = {"error": message}
     if details is not None:
@@ -91,7 +112,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return _error(exc.status_code, str(exc.detail))
+        response = _error(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. Retry-After of a 429
+        return response
 
     async def invalid_message(_: Request, exc: Exception) -> JSONResponse:
         return _error(422, f"the command would be invalid: {exc}")
@@ -109,7 +132,9 @@ def create_app(settings: Settings, *, chat_timeout: float | None = None, metrics
     """The gateway app. `chat_timeout` (seconds a chat request waits for its answer) defaults to
     AGENTLOG_CHAT_TIMEOUT_S, else 30; `metrics_url` (the metrics service's JSON, proxied at
     /api/metrics) to AGENTLOG_METRICS_URL, else port AGENTLOG_METRICS_PORT (9464) on 127.0.0.1."""
+    from agentlog.web.control import router as control_router
     from agentlog.web.routes import router
+    from agentlog.web.stream import stream_router
 
     timeout = chat_timeout_from_env() if chat_timeout is None else chat_timeout
     metrics = metrics_url or metrics_url_from_env()
@@ -128,7 +153,11 @@ def create_app(settings: Settings, *, chat_timeout: float | None = None, metrics
     app = FastAPI(title="agentlog gateway", version="0.1.0", lifespan=lifespan,
                   description="Ask questions, follow their events as they land in the log, read the log back.")
     _install_error_handlers(app)
+    _install_guards(app, settings)
+    app.include_router(session_router)
     app.include_router(router)
-    app.include_router(reviews_router(settings))
+    app.include_router(reviews_router(settings), dependencies=[Depends(current_user)])
+    app.include_router(control_router)
+    app.include_router(stream_router(settings))
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page")
     return app

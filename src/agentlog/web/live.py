@@ -39,7 +39,8 @@ class Listener:
     """Events matching (conversation, turn) delivered to an asyncio queue on the listener's own loop.
 
     `turn_id=None` follows the whole conversation. `live_only` skips what was in the log before the
-    gateway started, so an SSE stream shows new events rather than the reader's catch-up.
+    gateway started, so an SSE stream shows new events rather than the reader's catch-up. `user_id`
+    keeps only that user's events: a stream never shows another user's turn, whatever its id.
     """
 
     conversation_id: str
@@ -47,11 +48,13 @@ class Listener:
     live_only: bool
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[Envelope | None] = field(default_factory=asyncio.Queue)
+    user_id: str | None = None
 
     def matches(self, event: Envelope, live: bool) -> bool:
         if self.live_only and not live:
             return False
-        return event.conversation_id == self.conversation_id and self.turn_id in (None, event.turn_id)
+        return (event.conversation_id == self.conversation_id and self.turn_id in (None, event.turn_id)
+                and self.user_id in (None, event.user_id))
 
     def deliver(self, event: Envelope | None) -> None:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
@@ -100,9 +103,10 @@ class LiveLog:
         self._thread = threading.Thread(target=self._run, name="gateway-live-log", daemon=True)
         self._thread.start()
 
-    def listen(self, conversation_id: str, turn_id: str | None = None, *, live_only: bool = False) -> Listener:
+    def listen(self, conversation_id: str, turn_id: str | None = None, *, live_only: bool = False,
+               user_id: str | None = None) -> Listener:
         """Register a listener on the running loop; call `forget` when done with it."""
-        listener = Listener(conversation_id, turn_id, live_only, asyncio.get_running_loop())
+        listener = Listener(conversation_id, turn_id, live_only, asyncio.get_running_loop(), user_id=user_id)
         with self._lock:
             self._listeners.add(listener)
         return listener

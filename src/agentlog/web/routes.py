@@ -7,13 +7,13 @@ only: the answer reaches exactly the gateway instance that asked, through its on
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
@@ -21,23 +21,34 @@ from agentlog.events.envelope import Envelope, new_id
 from agentlog.kafka.dlq import read_dead_letters
 from agentlog.kafka.topics import TOPICS, admin_client
 from agentlog.web.app import Gateway
+from agentlog.web.auth import (
+    ID_PATTERN,
+    Admin,
+    Commanding,
+    ConversationId,
+    Owner,
+    OwnerOrNew,
+    User,
+    conversation_owner,
+    same_user,
+)
+from agentlog.web.limits import check_prompt
 from agentlog.web.live import Listener
 from agentlog.web.metrics import NOT_RUNNING, MetricsUnavailable, fetch_snapshot, panel_of
 from agentlog.web.views import history_of
 
-ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
-DEFAULT_USER = "web-user"
 KEEPALIVE_S = 10.0
 ORIGINAL_TEXT_LIMIT = 4000
 
 router = APIRouter(prefix="/api")
-ConversationId = Annotated[str, Path(pattern=ID_PATTERN, description="the conversation's id (its Kafka key)")]
 
 
 class ChatRequest(BaseModel):
-    prompt: str = Field(min_length=1, max_length=4000, description="the question")
-    conversationId: str | None = Field(None, pattern=ID_PATTERN, description="made by the client; new if absent")
-    userId: str | None = Field(None, min_length=1, max_length=128)
+    prompt: str = Field(min_length=1, description="the question (at most AGENTLOG_MAX_PROMPT_CHARS, else 413)")
+    conversationId: str | None = Field(None, pattern=ID_PATTERN,
+                                       description="yours, or a new one you made (unguessable); new if absent")
+    userId: str | None = Field(None, min_length=1, max_length=128,
+                               description="deprecated: the user comes from the session or the API key")
     plan: dict[str, Any] | None = Field(None, description="run this plan instead of the planner's (advanced)")
 
     @field_validator("prompt")
@@ -88,14 +99,18 @@ async def _answer(listener: Listener, timeout: float) -> Envelope | None:
 
 @router.post("/chat", response_model=ChatAnswer, status_code=200,
              responses={202: {"model": ChatPending, "description": "no answer yet: follow the stream"}})
-async def chat(request: Request, body: ChatRequest) -> Any:
+async def chat(request: Request, body: ChatRequest, identity: Commanding) -> Any:
     """Ask a question; wait up to AGENTLOG_CHAT_TIMEOUT_S for its answer, else 202 with the stream."""
     gateway = _gateway(request)
-    conversation_id = body.conversationId or f"conv-{uuid.uuid4().hex[:16]}"
+    check_prompt(body.prompt, request.app.state.limits)
+    same_user(body.userId, identity)
+    conversation_id = body.conversationId or f"conv-{secrets.token_hex(16)}"
+    if body.conversationId and await conversation_owner(gateway, conversation_id) not in (None, identity.user_id):
+        raise HTTPException(403, f"conversation {conversation_id!r} belongs to another user; start a new one")
     turn_id = new_id()
-    listener = gateway.live.listen(conversation_id, turn_id)
+    listener = gateway.live.listen(conversation_id, turn_id, user_id=identity.user_id)
     try:
-        await asyncio.to_thread(gateway.client.question, conversation_id, body.userId or DEFAULT_USER, body.prompt,
+        await asyncio.to_thread(gateway.client.question, conversation_id, identity.user_id, body.prompt,
                                 turn_id=turn_id, plan=body.plan)
         answer = await _answer(listener, gateway.chat_timeout)
     finally:
@@ -109,11 +124,14 @@ async def chat(request: Request, body: ChatRequest) -> Any:
 
 
 @router.get("/conversations")
-async def conversations(request: Request, userId: Annotated[str | None, Query(max_length=128)] = None,
+async def conversations(request: Request, identity: User,
+                        userId: Annotated[str | None, Query(max_length=128)] = None,
                         limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-    """Conversations, most recently active first; `complete` is false while the index still reads the log."""
+    """The caller's conversations, most recently active first; `complete` is false while the index
+    still reads the log."""
     gateway = _gateway(request)
-    return {"conversations": [s.to_json() for s in gateway.index.summaries(userId, limit)],
+    same_user(userId, identity)
+    return {"conversations": [s.to_json() for s in gateway.index.summaries(identity.user_id, limit)],
             "complete": gateway.live.caught_up.is_set()}
 
 
@@ -125,14 +143,14 @@ async def _events_or_404(gateway: Gateway, conversation_id: str) -> list[Envelop
 
 
 @router.get("/conversations/{conversation_id}/events")
-async def conversation_events(request: Request, conversation_id: ConversationId) -> dict[str, Any]:
+async def conversation_events(request: Request, conversation_id: ConversationId, _: Owner) -> dict[str, Any]:
     """Every event of the conversation in log order (read from the one partition its key maps to)."""
     events = await _events_or_404(_gateway(request), conversation_id)
     return {"conversationId": conversation_id, "events": [e.to_json() for e in events]}
 
 
 @router.get("/conversations/{conversation_id}/history")
-async def conversation_history(request: Request, conversation_id: ConversationId) -> dict[str, Any]:
+async def conversation_history(request: Request, conversation_id: ConversationId, _: Owner) -> dict[str, Any]:
     """Question/answer pairs since the last reset (an unanswered turn has answer null)."""
     history = await asyncio.to_thread(history_of, _gateway(request).store, conversation_id)
     if history is None:
@@ -142,14 +160,16 @@ async def conversation_history(request: Request, conversation_id: ConversationId
 
 @router.get("/conversations/{conversation_id}/stream", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
-async def conversation_stream(request: Request, conversation_id: ConversationId) -> StreamingResponse:
+async def conversation_stream(request: Request, conversation_id: ConversationId,
+                              identity: OwnerOrNew) -> StreamingResponse:
     """Server-sent events: each new event of the conversation as it lands (`event: <type>`, envelope JSON).
 
-    Any well-formed id is accepted, known or not: the page opens the stream of a brand-new
-    conversation before sending its first question, so that it misses none of its events.
+    Any well-formed id that is not another user's is accepted, known or not: the page opens the
+    stream of a brand-new conversation before sending its first question, so that it misses none of
+    its events. Only the caller's own events are sent, whoever later asks under that id.
     """
     gateway = _gateway(request)
-    listener = gateway.live.listen(conversation_id, live_only=True)
+    listener = gateway.live.listen(conversation_id, live_only=True, user_id=identity.user_id)
 
     async def frames() -> AsyncIterator[bytes]:
         try:
@@ -172,14 +192,12 @@ async def conversation_stream(request: Request, conversation_id: ConversationId)
 
 
 @router.post("/conversations/{conversation_id}/reset", status_code=202)
-async def reset(request: Request, conversation_id: ConversationId,
+async def reset(request: Request, conversation_id: ConversationId, _: Owner, identity: Commanding,
                 body: Annotated[ResetRequest | None, Body()] = None) -> dict[str, Any]:
     """Ask the router to reset the conversation's history (a UserControl command); it records UserHistoryReset."""
     gateway = _gateway(request)
-    if not gateway.index.contains(conversation_id):
-        await _events_or_404(gateway, conversation_id)
-    user_id = (body.userId if body else None) or DEFAULT_USER
-    sent = await asyncio.to_thread(gateway.client.reset, conversation_id, user_id)
+    same_user(body.userId if body else None, identity)
+    sent = await asyncio.to_thread(gateway.client.reset, conversation_id, identity.user_id)
     return {"conversationId": conversation_id, "turnId": sent.turn_id, "status": "accepted"}
 
 
@@ -196,32 +214,36 @@ def _dead_letters(gateway: Gateway, limit: int) -> dict[str, Any]:
 
 
 @router.get("/dead-letters")
-async def dead_letters(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
-    """The dead-letter queue, newest first: why, from where, and the original message as text."""
+async def dead_letters(request: Request, _: Admin,
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> dict[str, Any]:
+    """The dead-letter queue, newest first: why, from where, and the original message as text (admin key)."""
     return await asyncio.to_thread(_dead_letters, _gateway(request), limit)
 
 
-def _health(gateway: Gateway) -> tuple[bool, dict[str, Any]]:
+def _health(gateway: Gateway, admin: bool) -> tuple[bool, dict[str, Any]]:
     try:
         existing = set(admin_client(gateway.settings).list_topics(timeout=5).topics)
     except Exception as error:  # any failure to reach the broker is the answer, not a crash
         return False, {"status": "unavailable", "broker": False, "error": str(error)}
     topics = {spec.name: gateway.settings.topic(spec.name) in existing for spec in TOPICS}
     healthy = all(topics.values())
-    return healthy, {"status": "ok" if healthy else "degraded", "broker": True, "topics": topics,
-                     "reader": {"caughtUp": gateway.live.caught_up.is_set(), "error": gateway.live.failure}}
+    body: dict[str, Any] = {"status": "ok" if healthy else "degraded", "broker": True,
+                            "reader": {"caughtUp": gateway.live.caught_up.is_set(), "error": gateway.live.failure}}
+    if admin:  # which topics exist is an operator's business
+        body["topics"] = topics
+    return healthy, body
 
 
 @router.get("/health", responses={503: {"description": "the broker is unreachable or a topic is missing"}})
-async def health(request: Request) -> JSONResponse:
-    """Whether the broker answers and every topic exists (503 when not)."""
-    healthy, body = await asyncio.to_thread(_health, _gateway(request))
+async def health(request: Request, identity: User) -> JSONResponse:
+    """Whether the broker answers and every topic exists (503 when not); the topics for an admin."""
+    healthy, body = await asyncio.to_thread(_health, _gateway(request), identity.admin)
     return JSONResponse(body, status_code=200 if healthy else 503)
 
 
 @router.get("/metrics", responses={404: {"description": "the metrics service is not running"},
                                    502: {"description": "the metrics service answered something unusable"}})
-async def metrics(request: Request) -> JSONResponse:
+async def metrics(request: Request, _: Admin) -> JSONResponse:
     """Headline numbers for the page's panel, from the metrics service (`agentlog service metrics`):
     conversations, turns by outcome, events, throughput, turn latency (s), consumer lag. 404 when
     that service is not running, so that the page shows the panel only when metrics run."""

@@ -50,13 +50,17 @@ class ConversationIndex:
                 self._by_id[event.conversation_id] = summary
             summary.last_activity = max(summary.last_activity, event.timestamp)
             if event.type == "UserQueryReceived":
+                if summary.turns == 0:
+                    summary.user_id = event.user_id  # the owner: who asked first
                 summary.turns += 1
                 if summary.first_question is None:
                     summary.first_question = str(event.payload.get("userInput", ""))
 
-    def contains(self, conversation_id: str) -> bool:
+    def owner_of(self, conversation_id: str) -> str | None:
+        """The user of the conversation's first question, None while the index knows of none."""
         with self._lock:
-            return conversation_id in self._by_id
+            summary = self._by_id.get(conversation_id)
+            return summary.user_id if summary is not None and summary.turns else None
 
     def summaries(self, user_id: str | None = None, limit: int = 100) -> list[ConversationSummary]:
         """Most recently active first; only `user_id`'s when given."""

@@ -13,16 +13,24 @@ Rules:
   reaches the same state.
 - When every step is final: PlanCompleted if all succeeded, else PlanFailed naming what failed
   and what succeeded.
+- A step whose tool needs approval asks first (ApprovalRequested with its deadline) and waits,
+  as state, for the router's UserControlReceived approve/deny or its approval timer; the outcome
+  is ApprovalDecided. Denied or expired, the step fails and its dependants are skipped.
+- UserControlReceived cancel ends a running turn: TurnCancelled, its unfinished steps fail as
+  cancelled, PlanFailed; nothing more is dispatched and late results change nothing.
+- A control that does not apply (no such turn, not running, nothing awaiting approval) is
+  recorded by the router and ignored here with a logged reason.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from agentlog.events.envelope import Envelope, caused_by, derive_id
+from agentlog.events.envelope import Envelope, caused_by, derive_id, format_timestamp, timestamp_ms
 from agentlog.events.plan import Plan, resolve_arguments
 from agentlog.kafka.eos import Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS, TOOL_INVOCATION_REQUESTS
@@ -30,6 +38,8 @@ from agentlog.services.orchestrator.state import RECENT_IDS, ConversationState, 
 from agentlog.services.toolworker.execute import run_tool
 from agentlog.state.fold import Decision
 from agentlog.tools.registry import ToolSpec
+
+log = logging.getLogger(__name__)
 
 SOURCE = "orchestrator"
 DEFAULT_TIMEOUT_MS = 30_000
@@ -56,23 +66,28 @@ class Timer:
     turn_id: str
     step_id: str
     attempt: int
-    purpose: str  # "timeout" | "retry"
+    purpose: str  # "timeout" | "retry" | "approval"
 
 
 LocalTools = Mapping[str, ToolSpec]
+# Tool name -> how long (ms) its approval may wait: the tools that need a person's approval.
+ApprovalTools = Mapping[str, int]
+APPROVAL_ERRORS = frozenset({"ApprovalDenied", "ApprovalExpired"})
 
 
 class _Turn:
     """A working copy of one turn while one event is being decided."""
 
     def __init__(self, conversation_id: str, turn: TurnState, cause: Envelope, now: datetime,
-                 local_tools: LocalTools) -> None:
+                 local_tools: LocalTools, approvals: ApprovalTools) -> None:
         self.conversation_id = conversation_id
         self.turn = turn
         self.steps = dict(turn.steps)
         self.cause = cause
         self.now = now
         self.local_tools = local_tools
+        self.approvals = approvals
+        self.cancelled: str | None = None  # why, once this event cancelled the turn
         self.outputs: list[Output] = []
         self.ran_locally: list[tuple[StepState, Envelope]] = []
 
@@ -80,10 +95,52 @@ class _Turn:
         self.outputs.append(Output(topic, caused_by(self.cause, kind, type_, payload,  # type: ignore[arg-type]
                                                     source=SOURCE, now=self.now, id_parts=id_parts)))
 
+    def resolved_arguments(self, step: StepState) -> dict[str, Any]:
+        values = {s.id: s.value for s in self.steps.values() if s.status == "succeeded"}
+        return dict(resolve_arguments(step.arguments, values))
+
+    def request_approval(self, step: StepState) -> None:
+        """Ask a person before the step's tool runs; the step waits, as state, until its deadline."""
+        expires_ms = _ms(self.now) + self.approvals[step.tool]
+        expires_at = format_timestamp(datetime.fromtimestamp(expires_ms / 1000, UTC))
+        self.emit(CONVERSATION_EVENTS, "event", "ApprovalRequested",
+                  {"stepId": step.id, "tool": step.tool, "arguments": self.resolved_arguments(step),
+                   "expiresAt": expires_at, "reason": f"{step.tool} needs a person's approval before it runs"},
+                  step.id)
+        self.steps[step.id] = replace(step, status="awaiting_approval", deadline_ms=expires_ms)
+
+    def decide_approval(self, step: StepState, decision: str, decided_by: str, reason: str | None) -> None:
+        """Record who decided; approved, the step is dispatched next, else it fails (not retried)."""
+        payload = {"stepId": step.id, "decision": decision, "decidedBy": decided_by}
+        if reason:
+            payload["reason"] = reason
+        self.emit(CONVERSATION_EVENTS, "event", "ApprovalDecided", payload, step.id)
+        if decision == "approved":
+            self.steps[step.id] = replace(step, status="pending", approved=True, deadline_ms=None)
+            return
+        if decision == "denied":
+            error = {"type": "ApprovalDenied", "retryable": False,
+                     "message": f"approval was denied by {decided_by}" + (f": {reason}" if reason else "")}
+        else:
+            error = {"type": "ApprovalExpired", "retryable": False,
+                     "message": f"nobody approved it before {_iso(step.deadline_ms)}"}
+        self.finish_step(step, "failed", error=error)
+
+    def cancel(self, requested_by: str, reason: str | None) -> None:
+        """Abandon every unfinished step: each fails as cancelled, and the turn closes as cancelled."""
+        abandoned = [s for s in self.steps.values() if not s.terminal]
+        payload: dict[str, Any] = {"requestedBy": requested_by, "abandonedStepIds": [s.id for s in abandoned]}
+        if reason:
+            payload["reason"] = reason
+        self.emit(CONVERSATION_EVENTS, "event", "TurnCancelled", payload)
+        self.cancelled = f"the turn was cancelled by {requested_by}" + (f": {reason}" if reason else "")
+        for step in abandoned:
+            self.finish_step(step, "failed", error={"type": "TurnCancelled", "message": self.cancelled,
+                                                    "retryable": False})
+
     def dispatch(self, step: StepState) -> None:
         attempt = step.attempt + 1
-        values = {s.id: s.value for s in self.steps.values() if s.status == "succeeded"}
-        arguments = resolve_arguments(step.arguments, values)
+        arguments = self.resolved_arguments(step)
         payload = {
             "invocationId": invocation_id(self.conversation_id, self.turn.turn_id, step.id, attempt),
             "idempotencyKey": idempotency_key(self.conversation_id, self.turn.turn_id, step.id),
@@ -144,7 +201,10 @@ class _Turn:
                     self.finish_step(step, "skipped", error=None)
                     progress = True
                 elif all(d.status == "succeeded" for d in deps):
-                    self.dispatch(step)
+                    if step.tool in self.approvals and not step.approved:
+                        self.request_approval(step)
+                    else:
+                        self.dispatch(step)
             # Every ready step is requested before any local result is recorded, as with workers.
             progress = self.settle_local_results() or progress
         if self.turn.status == "running" and all(s.terminal for s in self.steps.values()):
@@ -159,16 +219,26 @@ class _Turn:
                       {"finalAnswerSynthesisRequired": self.turn.synthesis_required, "stepCount": len(self.steps)})
             return replace(self.turn, steps=self.steps, status="completed")
         first = failed[0]
-        message = (first.error or {}).get("message", "unknown error")
-        reason = f"step {first.id} ({first.tool}) failed after {first.attempt} attempt(s): {message}"
+        error = first.error or {}
+        message = error.get("message", "unknown error")
+        if self.cancelled is not None:
+            reason = self.cancelled
+        elif error.get("type") in APPROVAL_ERRORS:
+            reason = f"step {first.id} ({first.tool}) was not run: {message}"
+        else:
+            reason = f"step {first.id} ({first.tool}) failed after {first.attempt} attempt(s): {message}"
         self.emit(CONVERSATION_EVENTS, "event", "PlanFailed",
                   {"stage": "execution", "reason": reason, "failedStepIds": [s.id for s in failed],
                    "succeededStepIds": succeeded})
-        return replace(self.turn, steps=self.steps, status="failed")
+        return replace(self.turn, steps=self.steps, status="cancelled" if self.cancelled else "failed")
 
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def _iso(epoch_ms: int | None) -> str:
+    return format_timestamp(datetime.fromtimestamp((epoch_ms or 0) / 1000, UTC))
 
 
 def start_turn(event: Envelope) -> TurnState:
@@ -186,11 +256,12 @@ class OrchestratorDecider:
     """The Decider the orchestrator service and `agentlog replay` share.
 
     `local_tools` are run in-process (pure and deterministic, so replay reaches the same result);
-    all other tools go to the tool workers.
+    all other tools go to the tool workers. `approvals` names the tools that wait for a person.
     """
 
-    def __init__(self, local_tools: LocalTools | None = None) -> None:
+    def __init__(self, local_tools: LocalTools | None = None, approvals: ApprovalTools | None = None) -> None:
         self.local_tools: LocalTools = local_tools or {}
+        self.approvals: ApprovalTools = approvals or {}
 
     def initial(self, conversation_id: str) -> ConversationState:
         return ConversationState(conversation_id=conversation_id)
@@ -209,16 +280,39 @@ class OrchestratorDecider:
         if event.type == "PlanGenerated":
             if turn is not None:
                 return Decision(replace(state, recent_ids=recent), [])
-            work = _Turn(state.conversation_id, start_turn(event), event, now, self.local_tools)
+            work = _Turn(state.conversation_id, start_turn(event), event, now, self.local_tools, self.approvals)
         elif turn is None or turn.status != "running":
+            if event.type == "UserControlReceived":
+                _ignore_control(event, "the turn is not running" if turn else "no plan of this turn is known")
             return Decision(replace(state, recent_ids=recent), [])
         else:
-            work = _Turn(state.conversation_id, turn, event, now, self.local_tools)
-            if not _apply_step_event(work, event):
+            work = _Turn(state.conversation_id, turn, event, now, self.local_tools, self.approvals)
+            applied = _apply_control(work, event) if event.type == "UserControlReceived" else \
+                _apply_step_event(work, event)
+            if not applied:
                 return Decision(replace(state, recent_ids=recent), [])
         new_turn = work.advance()
         turns = {**state.turns, new_turn.turn_id: new_turn}
         return Decision(replace(state, turns=turns, recent_ids=recent), work.outputs)
+
+
+def _ignore_control(event: Envelope, why: str) -> None:
+    log.info("ignored %s of turn %s by %s: %s", event.payload["command"], event.turn_id, event.user_id, why)
+
+
+def _apply_control(work: _Turn, event: Envelope) -> bool:
+    """Apply a user's approve/deny/cancel to the running turn; False (logged) when it does not apply."""
+    command, reason = event.payload["command"], event.payload.get("reason")
+    if command == "cancel":
+        work.cancel(event.user_id, reason)
+        return True
+    waiting = [s for s in work.steps.values() if s.status == "awaiting_approval"]
+    if not waiting:
+        _ignore_control(event, "no step of the turn is waiting for approval")
+        return False
+    for step in waiting:
+        work.decide_approval(step, "approved" if command == "approve" else "denied", event.user_id, reason)
+    return True
 
 
 def _apply_step_event(work: _Turn, event: Envelope) -> bool:
@@ -227,6 +321,13 @@ def _apply_step_event(work: _Turn, event: Envelope) -> bool:
     step = work.steps.get(str(payload.get("stepId")))
     if step is None or step.terminal:
         return False
+    if event.type == "ApprovalRequested":
+        # Our own event: its expiresAt fixes the deadline, in live processing and in replay alike.
+        deadline = timestamp_ms(payload["expiresAt"])
+        if step.status != "awaiting_approval" or step.deadline_ms == deadline:
+            return False
+        work.steps[step.id] = replace(step, deadline_ms=deadline)
+        return True
     attempt = int(payload.get("attempt", 0))
     if event.type == "ToolInvocationRequested":
         # Our own audit event: its timestamp fixes the deadline, in live processing and in replay alike.
@@ -252,6 +353,9 @@ def _apply_step_event(work: _Turn, event: Envelope) -> bool:
         if payload["purpose"] == "retry" and step.status == "backoff" and attempt == step.attempt:
             work.dispatch(step)
             return True
+        if payload["purpose"] == "approval" and step.status == "awaiting_approval":
+            work.decide_approval(step, "expired", "deadline", None)
+            return True
     return False
 
 
@@ -265,6 +369,8 @@ def pending_timers(state: ConversationState) -> list[Timer]:
                 timers.append(Timer(step.deadline_ms, turn.turn_id, step.id, step.attempt, "timeout"))
             elif step.status == "backoff" and step.retry_at_ms is not None:
                 timers.append(Timer(step.retry_at_ms, turn.turn_id, step.id, step.attempt, "retry"))
+            elif step.status == "awaiting_approval" and step.deadline_ms is not None:
+                timers.append(Timer(step.deadline_ms, turn.turn_id, step.id, step.attempt + 1, "approval"))
     return timers
 
 

@@ -1,4 +1,5 @@
-"""The orchestrator service: the shared fold loop plus timers for step deadlines and back-offs.
+"""The orchestrator service: the shared fold loop plus timers for step deadlines, back-offs and
+approval deadlines.
 
 Timers are derived from state after every change; when one is due the service appends a
 StepTimerFired event (in the loop's transaction) and the fold reacts when it reads it back, so
@@ -8,7 +9,9 @@ the decision a timer causes is in the log like every other decision.
 from __future__ import annotations
 
 import heapq
+import os
 import time
+from collections.abc import Mapping
 from datetime import datetime
 
 from confluent_kafka import TopicPartition
@@ -16,15 +19,34 @@ from confluent_kafka import TopicPartition
 from agentlog.events.envelope import utc_now
 from agentlog.kafka.eos import Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS
-from agentlog.services.orchestrator.decide import LocalTools, OrchestratorDecider, Timer, pending_timers, timer_event
+from agentlog.services.orchestrator.decide import (
+    ApprovalTools,
+    LocalTools,
+    OrchestratorDecider,
+    Timer,
+    pending_timers,
+    timer_event,
+)
 from agentlog.services.orchestrator.state import ConversationState
 from agentlog.state.fold import FoldHandler
 from agentlog.state.store import PartitionStore
+from agentlog.tools.registry import ToolRegistry
+
+DEFAULT_APPROVAL_TIMEOUT_S = 600.0
+
+
+def approval_tools(registry: ToolRegistry, env: Mapping[str, str] = os.environ) -> dict[str, int]:
+    """Tools declared with approval=True -> how long (ms) a request may wait: the tool's own
+    approval_timeout_s, else AGENTLOG_APPROVAL_TIMEOUT_S, else 10 minutes."""
+    default_s = float(env.get("AGENTLOG_APPROVAL_TIMEOUT_S") or DEFAULT_APPROVAL_TIMEOUT_S)
+    return {name: int(1000 * (spec.approval_timeout_s or default_s))
+            for name in registry.names() if (spec := registry.get(name)) is not None and spec.approval}
 
 
 class OrchestratorHandler(FoldHandler[ConversationState]):
-    def __init__(self, store: PartitionStore, local_tools: LocalTools | None = None) -> None:
-        super().__init__(OrchestratorDecider(local_tools), store)
+    def __init__(self, store: PartitionStore, local_tools: LocalTools | None = None,
+                 approvals: ApprovalTools | None = None) -> None:
+        super().__init__(OrchestratorDecider(local_tools, approvals), store)
         self.timers: dict[tuple[int, str], list[Timer]] = {}
         self.heap: list[tuple[int, int, str]] = []
         # Timers already turned into events, until the fold reads those events back.

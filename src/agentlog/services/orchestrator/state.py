@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-StepStatus = Literal["pending", "running", "backoff", "succeeded", "failed", "skipped"]
-TurnStatus = Literal["running", "completed", "failed"]
+StepStatus = Literal["pending", "awaiting_approval", "running", "backoff", "succeeded", "failed", "skipped"]
+TurnStatus = Literal["running", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "skipped"})
 RECENT_IDS = 512
 
@@ -29,6 +29,8 @@ class StepState:
     retry_at_ms: int | None = None
     value: Any = None
     error: dict[str, Any] | None = None
+    # True once a person approved the step's tool (only tools declared with approval=True ask).
+    approved: bool = False
 
     @property
     def terminal(self) -> bool:

@@ -2,9 +2,10 @@
 
 The offline planner works in four passes, all pure and driven by the tables in rules.py:
 
-1. Empty or blank input raises PlanningError. Questions about earlier turns ("what did I ask
-   before?") and refusal topics (politics, malware) go whole to one generalChat step, whose tool
-   answers or refuses.
+1. Empty or blank input raises PlanningError. Refusal topics (politics, malware) go whole to one
+   generalChat step, whose tool refuses. Questions about earlier turns ("what did I ask before?",
+   "מה שאלתי קודם?") get one recallConversation step, into which the router writes the
+   conversation's memory window; the synthesizer answers from it.
 2. Quoted text next to a review cue ("analyse", "review", נתח, ביקורת) becomes an analyzeReview step
    and is blanked out; so is the text after "review:" when nothing is quoted.
 3. The rest is cut at clause boundaries (" and ", ", ", "; ", sentence ends, Hebrew " ו" before a
@@ -23,8 +24,8 @@ Steps are numbered s1, s2, ... across the whole plan; only a calculation that us
 anything, so everything else runs in parallel. `finalAnswerSynthesisRequired` is false only for a
 plan of one step whose tool output already answers the user (generalChat, analyzeReview,
 calculateMath); every other plan is synthesised. A question that would need more than MAX_STEPS
-steps gets the generalChat plan instead. The conversation history is not used by these rules (the
-chat tool answers "what did I ask before?").
+steps gets the generalChat plan instead. The conversation history itself is not read by these rules:
+the router adds it to the recallConversation and generalChat steps (router/memory.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Protocol
 from agentlog.errors import AgentlogError
 from agentlog.events.plan import Plan, PlanError, PlanStep, validate_plan
 from agentlog.services.router import rules
+from agentlog.services.router.memory import RECALL_TOOL
 from agentlog.services.router.rules import (
     HEB,
     BudgetIntent,
@@ -82,6 +84,7 @@ def detect_language(text: str) -> str:
 
 
 SELF_ANSWERING_TOOLS = frozenset({"generalChat", "analyzeReview", "calculateMath"})
+RECALL_PLAN = Plan(steps=(PlanStep("s1", RECALL_TOOL, {}),), synthesis_required=True)
 MAX_PIECES = 12
 
 _HEB_QUESTION = ("(?:מה|מהו|מהי|מהם|כמה|איך|אילו|איזה|איזו|מתי|האם|מי|איפה|היכן|למה|תגיד|תגידי|"
@@ -107,8 +110,12 @@ class OfflinePlanner:
         if not text:
             raise PlanningError("the question is empty: there is nothing to plan")
         chat = _chat(query.user_input.strip())
-        if rules.REFUSAL_TOPICS.search(text) or rules.HISTORY.search(text):
+        if rules.REFUSAL_TOPICS.search(text):
             return chat
+        if rules.HISTORY.search(text):
+            return RECALL_PLAN
+        if (email := rules.email_step(text)) is not None:
+            return Plan(steps=(email,), synthesis_required=True)
         reviews, rest = _reviews(text)
         found = _understand(rest, review_mode=bool(reviews))
         if found is None and not reviews:

@@ -374,3 +374,20 @@ class ReviewIntent:
 
 
 Intent = MathIntent | RateIntent | ConversionIntent | BudgetIntent | WeatherIntent | ProductIntent | ReviewIntent
+
+
+# --- sendEmail: "send an email to X saying Y" (the tool waits for the user's approval) ----------
+
+EMAIL_REQUEST = re.compile(
+    r"^(?:please\s+)?(?:send|write)\s+(?:an?\s+)?e-?mail\s+to\s+(?P<to>[^\s,:]+)\s*,?\s*"
+    r"(?:saying|that says|telling (?:him|her|them))\s*:?\s+(?P<body>.+?)\s*$", re.IGNORECASE)
+
+
+def email_step(text: str) -> PlanStep | None:
+    """The one sendEmail step a whole request to send an email asks for; its subject is the body's start."""
+    match = EMAIL_REQUEST.match(text)
+    if match is None:
+        return None
+    body = match.group("body").strip("\"'")
+    subject = body if len(body) <= 60 else body[:57].rstrip() + "..."
+    return PlanStep("s1", "sendEmail", {"to": match.group("to"), "subject": subject, "body": body})

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from agentlog.events.plan import PLACEHOLDER, referenced_steps, value_text
+from agentlog.services.router.memory import RECALL_TOOL
 
 _HEBREW_LETTER = re.compile(r"[\u05d0-\u05ea]")
 
@@ -49,7 +50,13 @@ PHRASES: dict[str, dict[str, str]] = {
         "unfinished": "I could not finish answering your question: {reason}.",
         "plan_failed": "I could not plan an answer to your question: {reason}.",
         "plan_failed_bare": "I could not plan an answer to your question.",
+        "not_approved": "I did not run step {step} ({tool}): {message}.",
+        "turn_cancelled": "I stopped working on this request: {message}.",
+        "abandoned": "Step {step} ({tool}) was not finished.",
         "no_steps": "I have no tool results to answer your question with.",
+        "recall_none": "You have not asked me anything earlier in this conversation.",
+        "recall_last": 'Your previous question was: "{question}". My answer was: {answer}.',
+        "recall_earlier": "Before that you asked, oldest first: {questions}.",
     },
     "he": {
         "math": "{expression} = {result}.",
@@ -82,7 +89,13 @@ PHRASES: dict[str, dict[str, str]] = {
         "unfinished": "לא הצלחתי להשלים את התשובה לשאלה שלך: {reason}.",
         "plan_failed": "לא הצלחתי לתכנן תשובה לשאלה שלך: {reason}.",
         "plan_failed_bare": "לא הצלחתי לתכנן תשובה לשאלה שלך.",
+        "not_approved": "לא הרצתי את שלב {step} ({tool}) כי הוא לא אושר: {message}.",
+        "turn_cancelled": "הפסקתי לעבוד על הבקשה כי היא בוטלה: {message}.",
+        "abandoned": "שלב {step} ({tool}) לא הושלם.",
         "no_steps": "אין לי תוצאות של כלים שאפשר לענות בעזרתן על השאלה שלך.",
+        "recall_none": "לא שאלת אותי שום דבר קודם בשיחה הזאת.",
+        "recall_last": 'השאלה הקודמת שלך הייתה: "{question}". התשובה שלי הייתה: {answer}.',
+        "recall_earlier": "לפני כן שאלת, מהראשונה: {questions}.",
     },
 }
 
@@ -191,6 +204,8 @@ class _Composer:
                 count = len(passages)
                 form = "passages_none" if count == 0 else "passages_one" if count == 1 else "passages_many"
                 return self.p[form].format(count=count, about=about)
+        elif tool == RECALL_TOOL:
+            return recall_text(_mapping(step.get("arguments")).get("turns"), self.p)
         elif tool not in TEXT_TOOLS and text:
             return f"{tool}: {text}"
         if text:
@@ -201,6 +216,9 @@ class _Composer:
         tool, step_id = str(step.get("tool")), str(step.get("stepId"))
         message = _clean(_mapping(step.get("error")).get("message") or "") or self.p["unknown_error"]
         fields = {"step": step_id, "tool": tool, "message": message}
+        control = _control_phrase(step)
+        if control is not None:
+            return self.p[control].format(**fields)
         if tool == "getWeather":
             city = _arg(step, "city")
             where = self.p["city"].format(city=city) if city else ""
@@ -277,6 +295,22 @@ class _Composer:
         return lines
 
 
+def _control_phrase(step: Mapping[str, Any]) -> str | None:
+    """The phrase for a step a person stopped: not approved (denied or expired) or cancelled."""
+    kind = _mapping(step.get("error")).get("type")
+    return "not_approved" if kind in ("ApprovalDenied", "ApprovalExpired") else \
+        "abandoned" if kind == "TurnCancelled" else None
+
+
+def cancellation(steps: Sequence[Mapping[str, Any]]) -> str | None:
+    """Who cancelled the turn and why, from its abandoned steps' error (None if it was not cancelled)."""
+    for step in steps:
+        error = _mapping(step.get("error"))
+        if error.get("type") == "TurnCancelled":
+            return _clean(error.get("message") or "") or None
+    return None
+
+
 def compose_answer(request: Mapping[str, Any]) -> str:
     """Write the final answer for a `SynthesizeFinalAnswerRequested` payload (pure, deterministic)."""
     language = _language(request)
@@ -290,8 +324,29 @@ def compose_answer(request: Mapping[str, Any]) -> str:
             return phrases["plan_failed"].format(reason=reason) if reason else phrases["plan_failed_bare"]
         return phrases["no_steps"]
     lines = _Composer(steps, language).lines()
-    if not any(s.get("status") == "succeeded" for s in steps):
+    cancelled = cancellation(steps)
+    if cancelled is not None:
+        lines.insert(0, phrases["turn_cancelled"].format(message=cancelled))
+    elif not any(s.get("status") == "succeeded" for s in steps):
         lines.insert(0, phrases["all_failed"])
     if failed_outcome and reason and not any(s.get("status") == "failed" for s in steps):
         lines.append(phrases["unfinished"].format(reason=reason))
+    return "\n".join(lines)
+
+
+def recall_text(turns: Any, phrases: Mapping[str, str]) -> str:
+    """The answer to "what did I ask before?" from the remembered turns (oldest first) that the router
+    recorded in the plan: the previous question and its answer, then the earlier questions."""
+    remembered = [t for t in turns if isinstance(t, Mapping)] if isinstance(turns, list) else []
+    if not remembered:
+        return phrases["recall_none"]
+
+    def flat(value: Any) -> str:
+        return " ".join(str(value or "").split())
+
+    last = remembered[-1]
+    lines = [phrases["recall_last"].format(question=flat(last.get("question")), answer=_clean(flat(last.get("answer"))))]
+    if len(remembered) > 1:
+        questions = "; ".join(f'"{flat(t.get("question"))}"' for t in remembered[:-1])
+        lines.append(phrases["recall_earlier"].format(questions=questions))
     return "\n".join(lines)

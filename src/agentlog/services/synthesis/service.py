@@ -1,27 +1,46 @@
 """The synthesis worker: one FinalAnswerSynthesized per SynthesizeFinalAnswerRequested.
 
 The answer event's id is derived from the turn, so a redelivered request yields the same id and
-every reader keeps one answer.
+every reader keeps one answer. While the answer is written it is also streamed as AnswerDelta
+records on answer-stream (services/synthesis/deltas.py): a model's text as it arrives, the
+template's in a few pieces, so the page shows it before the transaction recording it commits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from confluent_kafka import Message
 
 from agentlog.events.envelope import Envelope, caused_by
-from agentlog.kafka.eos import Handler, Output
+from agentlog.kafka.eos import Handler, Output, TransactionalLoop
 from agentlog.kafka.topics import CONVERSATION_EVENTS
-from agentlog.llm.audit import AuditedSynthesizer
+from agentlog.llm.audit import StreamingSynthesizer, WrittenBy
+from agentlog.llm.streaming import NullSink, TextSink, write_chunks
 from agentlog.services.synthesis.compose import Synthesizer, TemplateSynthesizer
+from agentlog.services.synthesis.deltas import DeltaPublisher
 
 SOURCE = "synthesis"
+
+
+def write_answer(synthesizer: Synthesizer, request: Mapping[str, Any], sink: TextSink) -> WrittenBy:
+    """The answer and who wrote it, streamed into `sink` as it is written."""
+    if isinstance(synthesizer, StreamingSynthesizer):  # a model synthesizer says who wrote it (it may fall back)
+        return synthesizer.synthesize_streaming(request, sink)
+    text = synthesizer.synthesize(request)
+    write_chunks(sink, text)
+    return WrittenBy(text, synthesizer.name, None)
 
 
 class SynthesisHandler(Handler):
     def __init__(self, synthesizer: Synthesizer | None = None) -> None:
         self.synthesizer = synthesizer or TemplateSynthesizer()
+        self.deltas: DeltaPublisher | None = None
+
+    def bind(self, loop: TransactionalLoop) -> None:
+        self.deltas = DeltaPublisher(loop.settings, loop.codec, f"{SOURCE}-deltas-{loop.instance}")
 
     def handle(self, envelope: Envelope, message: Message, now: datetime) -> list[Output]:
         if envelope.subject != "command.SynthesizeFinalAnswerRequested":
@@ -29,14 +48,14 @@ class SynthesisHandler(Handler):
         request = envelope.payload
         # A plan that asks for no synthesis still gets the template's wording of its results.
         synthesizer = self.synthesizer if request["synthesisRequired"] else TemplateSynthesizer()
-        if isinstance(synthesizer, AuditedSynthesizer):  # a model synthesizer says who wrote it (it may fall back)
-            written = synthesizer.synthesize_audited(request)
-            text, name, llm = written.text, written.synthesizer, written.llm
-        else:
-            text, name, llm = synthesizer.synthesize(request), synthesizer.name, None
-        payload = {"message": text, "outcome": request["outcome"], "synthesizer": name}
-        if llm is not None:
-            payload["llm"] = llm
+        # A handler not bound to a loop (a unit test) has no producer and streams nothing.
+        stream = self.deltas.turn(envelope.conversation_id, envelope.turn_id, envelope.user_id) if self.deltas else None
+        written = write_answer(synthesizer, request, stream or NullSink())
+        if stream is not None:
+            stream.finish()
+        payload = {"message": written.text, "outcome": request["outcome"], "synthesizer": written.synthesizer}
+        if written.llm is not None:
+            payload["llm"] = written.llm
         # The id ignores the request's id: one answer per turn, whatever asked for it.
         answer = caused_by(envelope, "event", "FinalAnswerSynthesized", payload, source=SOURCE, now=now)
         return [Output(CONVERSATION_EVENTS, answer)]

@@ -33,11 +33,17 @@ def _validated(spec: ToolSpec, arguments: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+def deadline(request: Envelope) -> float:
+    """Epoch seconds at which the orchestrator times this attempt out: it starts the step's clock at
+    the request's timestamp (decide.py), so the worker derives the same instant from the same fields."""
+    return (request.timestamp_ms + int(request.payload["timeoutMs"])) / 1000
+
+
 def _call(spec: ToolSpec, request: Envelope) -> dict[str, Any]:
     payload = request.payload
     context = ToolContext(invocation_id=payload["invocationId"], idempotency_key=payload["idempotencyKey"],
                           conversation_id=request.conversation_id, turn_id=request.turn_id,
-                          step_id=payload["stepId"], attempt=payload["attempt"])
+                          step_id=payload["stepId"], attempt=payload["attempt"], deadline=deadline(request))
     return spec.call(_validated(spec, payload["arguments"]), context).to_json()
 
 
@@ -63,7 +69,7 @@ def run_tool(spec: ToolSpec | None, request: Envelope, *, source: str, worker: s
         error = failure.to_json()
     except Exception as failure:
         log.exception("tool %s raised", payload["tool"])
-        error = {"type": type(failure).__name__, "message": str(failure) or repr(failure), "retryable": False}
+        error = ToolError(str(failure) or repr(failure), error_type=type(failure).__name__).to_json()  # redacted
     result = {
         "invocationId": payload["invocationId"],
         "idempotencyKey": payload["idempotencyKey"],

@@ -1,19 +1,21 @@
 // agentlog page: chat, a live timeline of the conversation's events, past conversations, dead letters.
-// Plain JS, no build step. The user id and the conversation id are made here and kept in
-// localStorage: the conversation id is the Kafka key of everything the conversation produces.
+// Plain JS, no build step. The conversation id is made here (128 random bits: unguessable) and kept
+// in localStorage: it is the Kafka key of everything the conversation produces. The user is the
+// gateway's HttpOnly session cookie, issued on the first visit; the page never sees or sends it.
 "use strict";
 
 const EVENT_TYPES = ["UserQueryReceived", "PlanGenerated", "ToolInvocationRequested", "ToolInvocationResulted",
   "StepTimerFired", "PlanStepCompleted", "PlanCompleted", "PlanFailed", "FinalAnswerSynthesized",
-  "UserHistoryReset", "DeadLetterRedriven"];
+  "UserHistoryReset", "DeadLetterRedriven", "ApprovalRequested", "ApprovalDecided", "TurnCancelled"];
 const CATEGORY = {
   UserQueryReceived: "question", PlanGenerated: "plan", PlanCompleted: "plan", ToolInvocationRequested: "tool",
   ToolInvocationResulted: "tool", PlanStepCompleted: "step", StepTimerFired: "step",
-  FinalAnswerSynthesized: "answer", PlanFailed: "fail",
+  FinalAnswerSynthesized: "answer", PlanFailed: "fail", ApprovalRequested: "approval", ApprovalDecided: "approval",
+  TurnCancelled: "fail",
 };
 
 function randomId(prefix) {
-  const bytes = crypto.getRandomValues(new Uint8Array(8)); // works outside secure contexts too
+  const bytes = crypto.getRandomValues(new Uint8Array(16)); // works outside secure contexts too
   return prefix + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
@@ -24,7 +26,6 @@ function stored(key, make) {
 }
 
 const state = {
-  userId: stored("agentlog.userId", () => randomId("user-")),
   conversationId: stored("agentlog.conversationId", () => randomId("web-")),
   stream: null,
   events: new Map(),      // id -> envelope, this conversation's events, in arrival order
@@ -66,6 +67,7 @@ function addNote(text) {
 function showAnswer(turnId, message, outcome) {
   if (state.answered.has(turnId)) return;
   state.answered.add(turnId);
+  dropStreamed(turnId); // the recorded answer replaces the text streamed while it was written
   const bubble = addMessage("assistant", message, outcome === "failed" ? "the plan failed" : "");
   if (outcome === "failed") bubble.classList.add("failed");
 }
@@ -89,7 +91,7 @@ async function ask(prompt) {
   const asked = state.conversationId;
   let result;
   try {
-    result = await api("POST", "/api/chat", { prompt, conversationId: asked, userId: state.userId });
+    result = await api("POST", "/api/chat", { prompt, conversationId: asked });
   } catch (error) {
     result = { status: 0, data: { error: `could not reach the gateway: ${error.message}` } };
   }
@@ -132,6 +134,7 @@ function summary(event) {
   if (p.output && p.output.text) return step ? `${step} → ${p.output.text}` : p.output.text;
   if (p.error && p.error.message) return step ? `${step} failed: ${p.error.message}` : p.error.message;
   if (p.tool) return `${p.tool} ${p.stepId || ""}${p.attempt ? " #" + p.attempt : ""}`;
+  if (p.decision) return `${p.stepId} ${p.decision} by ${p.decidedBy}`;
   if (p.message) return p.message;
   if (p.reason) return p.reason;
   return "";
@@ -140,6 +143,7 @@ function summary(event) {
 function renderEvent(event) {
   if (state.events.has(event.id)) return;
   state.events.set(event.id, event);
+  trackTurn(event);
   const list = $("timeline");
   const at = Date.parse(event.timestamp);
   if (!state.turnStart.has(event.turnId)) {
@@ -203,6 +207,7 @@ async function loadConversation(conversationId) {
   localStorage.setItem("agentlog.conversationId", conversationId);
   state.events.clear(); state.turnStart.clear(); state.answered.clear(); state.pendingTurns.clear(); state.finals.clear();
   state.pending = 0;
+  resetTurns();
   setTyping("");
   $("conversation-id").textContent = conversationId;
   $("timeline").replaceChildren();
@@ -210,7 +215,8 @@ async function loadConversation(conversationId) {
   $("event-count").textContent = "0 events";
   $("messages").replaceChildren($("welcome"));
   $("welcome").hidden = false;
-  await openStream(conversationId); // first the stream, then the past: nothing falls in between
+  // first the streams, then the past: nothing falls in between
+  await Promise.all([openStream(conversationId), openAnswerStream(conversationId)]);
   const [events, history] = await Promise.all([
     api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/events`),
     api("GET", `/api/conversations/${encodeURIComponent(conversationId)}/history`),
@@ -232,7 +238,7 @@ function markCurrent() {
 }
 
 async function refreshConversations() {
-  const { status, data } = await api("GET", `/api/conversations?userId=${encodeURIComponent(state.userId)}`);
+  const { status, data } = await api("GET", "/api/conversations");
   if (status !== 200) return;
   const list = $("conversations");
   list.replaceChildren(...data.conversations.map((c) => {
@@ -250,7 +256,7 @@ async function refreshConversations() {
 
 async function resetHistory() {
   const { status, data } = await api("POST",
-    `/api/conversations/${encodeURIComponent(state.conversationId)}/reset`, { userId: state.userId });
+    `/api/conversations/${encodeURIComponent(state.conversationId)}/reset`);
   if (status === 202) toast("Reset requested: it is recorded as UserHistoryReset");
   else if (status === 404) toast("Nothing to reset: this conversation has no events yet");
   else toast((data && data.error) || `reset failed (${status})`);
@@ -260,6 +266,7 @@ async function resetHistory() {
 async function loadDeadLetters() {
   const { status, data } = await api("GET", "/api/dead-letters");
   const list = $("dead-letters");
+  if (status === 403) { list.replaceChildren(element("li", "empty", data.error), signInForm()); return; }
   if (status !== 200) { list.replaceChildren(element("li", "empty", (data && data.error) || "unavailable")); return; }
   $("dlq-count").textContent = `${data.total} in total`;
   if (!data.deadLetters.length) { list.replaceChildren(element("li", "empty", "The dead-letter queue is empty.")); return; }
@@ -278,6 +285,23 @@ async function loadDeadLetters() {
   }));
 }
 
+// An admin key, exchanged once for a session cookie (POST /api/session): the page does not keep it.
+function signInForm() {
+  const form = element("form", "sign-in");
+  const key = element("input");
+  Object.assign(key, { id: "admin-key", type: "password", placeholder: "admin API key", autocomplete: "off" });
+  form.append(key, element("button", "button subtle", "Sign in"));
+  form.addEventListener("submit", async (submit) => {
+    submit.preventDefault();
+    const response = await fetch("/api/session", { method: "POST", headers: { authorization: `Bearer ${key.value.trim()}` } });
+    toast(response.ok ? "Signed in with the admin key" : "That key is not valid");
+    if (response.ok) { loadDeadLetters(); refreshConversations(); } // the metrics poll picks it up
+  });
+  const item = element("li");
+  item.append(form);
+  return item;
+}
+
 function flatten(value, prefix, rows) {
   for (const [key, inner] of Object.entries(value)) {
     const name = prefix ? `${prefix}.${key}` : key;
@@ -292,7 +316,8 @@ async function refreshMetrics() {
   setTimeout(refreshMetrics, 5000);
   let result;
   try { result = await api("GET", "/api/metrics"); } catch { return; }
-  if (result.status === 404) { $("metrics").hidden = true; return; } // the metrics service is not running
+  // 404: the metrics service is not running; 403: metrics are for admins
+  if (result.status === 404 || result.status === 403) { $("metrics").hidden = true; return; }
   if (result.status !== 200 || !result.data) return;
   const rows = flatten(result.data, "", []).slice(0, 12);
   $("metrics-list").replaceChildren(...rows.flatMap(([name, value]) => [
@@ -346,6 +371,7 @@ function init() {
   $("new-conversation").addEventListener("click", () => { loadConversation(randomId("web-")); prompt.focus(); });
   $("reset-history").addEventListener("click", resetHistory);
   $("dlq-refresh").addEventListener("click", loadDeadLetters);
+  initTurns();
   loadConversation(state.conversationId);
   refreshConversations();
   refreshMetrics();

@@ -1,0 +1,189 @@
+"""Answers as they are written: the gateway's reader of `answer-stream` and its SSE endpoint.
+
+The synthesis worker (and generalChat when a model answers) sends AnswerDelta records while it
+writes (services/synthesis/deltas.py). One reader per gateway process follows every partition from
+its end (deltas are worth something only while their turn runs) and hands each delta to the
+streams open on its conversation. The page appends `text` while `seq` counts up, starts over at
+`seq` 0, and replaces the whole by the recorded FinalAnswerSynthesized when that arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import StreamingResponse
+
+from agentlog.config import Settings
+from agentlog.errors import AgentlogError
+from agentlog.kafka.client import consumer_config, poll_batch
+from agentlog.kafka.topics import ANSWER_STREAM
+from agentlog.services.synthesis.deltas import AnswerDelta
+from agentlog.web.auth import ConversationId, OwnerOrNew
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_S = 10.0
+UNKNOWN_USER = ""  # a tool's deltas: the tool does not know the user (only the conversation's owner sees them)
+
+
+def delta_from_json(raw: bytes | None) -> AnswerDelta | None:
+    """A well-formed delta, or None for anything else (deltas are best-effort: a bad one is skipped)."""
+    try:
+        data = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    ids = [data.get(k) for k in ("conversationId", "turnId", "userId")]
+    seq, text, done = data.get("seq"), data.get("text"), data.get("done")
+    if not all(isinstance(i, str) for i in ids) or not isinstance(text, str) or not isinstance(done, bool):
+        return None
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        return None
+    return AnswerDelta(str(ids[0]), str(ids[1]), str(ids[2]), seq, text, done)
+
+
+def visible_to(delta: AnswerDelta, user_id: str, owner: str | None) -> bool:
+    """Whether a stream opened by `user_id` may show this delta (`owner`: the conversation's owner)."""
+    return delta.user_id == user_id or (delta.user_id == UNKNOWN_USER and owner == user_id)
+
+
+@dataclass(eq=False)
+class DeltaListener:
+    conversation_id: str
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[AnswerDelta | None] = field(default_factory=asyncio.Queue)
+
+    def deliver(self, delta: AnswerDelta | None) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, delta)
+
+
+class AnswerStreamLog:
+    """The process's single reader of answer-stream; start() once, close() at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topic(ANSWER_STREAM)
+        self.settings = settings
+        self._listeners: dict[str, set[DeltaListener]] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._consumer: Consumer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Assign every partition from its end (blocking: call it off the event loop)."""
+        consumer = Consumer(consumer_config(self.settings, None, "agentlog-gateway-deltas"))
+        metadata = consumer.list_topics(self.topic, timeout=30).topics.get(self.topic)
+        if metadata is None or metadata.error is not None:
+            consumer.close()
+            raise AgentlogError(f"topic {self.topic} does not exist; run `agentlog init`")
+        consumer.assign([TopicPartition(self.topic, p, OFFSET_END) for p in sorted(metadata.partitions)])
+        self._consumer = consumer
+        self._thread = threading.Thread(target=self._run, name="gateway-answer-stream", daemon=True)
+        self._thread.start()
+
+    def listen(self, conversation_id: str) -> DeltaListener:
+        listener = DeltaListener(conversation_id, asyncio.get_running_loop())
+        with self._lock:
+            self._listeners.setdefault(conversation_id, set()).add(listener)
+        return listener
+
+    def forget(self, listener: DeltaListener) -> None:
+        with self._lock:
+            listeners = self._listeners.get(listener.conversation_id, set())
+            listeners.discard(listener)
+            if not listeners:
+                self._listeners.pop(listener.conversation_id, None)
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        if self._consumer is not None:
+            self._consumer.close()
+        with self._lock:
+            listeners = [listener for group in self._listeners.values() for listener in group]
+            self._listeners.clear()
+        for listener in listeners:
+            listener.deliver(None)
+
+    def _run(self) -> None:
+        assert self._consumer is not None
+        while not self._stopping.is_set():
+            try:
+                messages = poll_batch(self._consumer, 500, 0.2)
+            except KafkaException as error:  # the reader must outlive a transient client error
+                log.warning("reading %s failed: %s", self.topic, error)
+                continue
+            for message in messages:
+                failure = message.error()
+                if failure is not None:
+                    if failure.code() != KafkaError._PARTITION_EOF:
+                        log.warning("reading %s: %s", self.topic, failure)
+                    continue
+                delta = delta_from_json(message.value())
+                if delta is None:
+                    continue
+                with self._lock:
+                    targets = list(self._listeners.get(delta.conversation_id, ()))
+                for listener in targets:
+                    listener.deliver(delta)
+
+
+def stream_router(settings: Settings) -> APIRouter:
+    """The answer-stream endpoint, with its reader started and stopped by the app's lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        reader = AnswerStreamLog(settings)
+        await asyncio.to_thread(reader.start)
+        app.state.answer_stream = reader
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(reader.close)
+
+    router = APIRouter(prefix="/api", lifespan=lifespan)
+
+    @router.get("/conversations/{conversation_id}/answer-stream", response_class=StreamingResponse,
+                responses={200: {"content": {"text/event-stream": {}}}})
+    async def answer_stream(request: Request, conversation_id: ConversationId, identity: OwnerOrNew) -> StreamingResponse:
+        """Server-sent events: the conversation's answers as they are written (`event: AnswerDelta`,
+        data {conversationId, turnId, seq, text, done}); best-effort, the recorded answer is the truth."""
+        reader: AnswerStreamLog = request.app.state.answer_stream
+        index = request.app.state.gateway.index
+        listener = reader.listen(conversation_id)
+
+        async def frames() -> AsyncIterator[bytes]:
+            try:
+                yield b"retry: 2000\n\n"
+                while True:
+                    try:
+                        delta = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_S)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                    if delta is None:
+                        return
+                    if visible_to(delta, identity.user_id, index.owner_of(conversation_id)):
+                        yield b"event: AnswerDelta\ndata: %s\n\n" % orjson.dumps(_public(delta))
+            finally:
+                reader.forget(listener)
+
+        return StreamingResponse(frames(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return router
+
+
+def _public(delta: AnswerDelta) -> dict[str, Any]:
+    return {k: v for k, v in delta.to_json().items() if k != "userId"}

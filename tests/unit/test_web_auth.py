@@ -1,0 +1,144 @@
+"""The gateway's identity and limit decisions, without a broker: signed session cookies, the session
+secret, hashed API keys, who owns a conversation, the stream's user filter, the token bucket."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+from fastapi import HTTPException
+
+from agentlog.config import Settings
+from agentlog.events.envelope import Envelope, command
+from agentlog.web.auth import Auth, Identity, may_use, owner_from_events, session_secret, sign, verify
+from agentlog.web.keys import KeyStore, split_key
+from agentlog.web.limits import Bucket, LimitConfig, RateLimiter, check_prompt, take
+from agentlog.web.live import Listener
+
+SECRET = b"s" * 32
+
+
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({"AGENTLOG_VAR_DIR": str(tmp_path / "var")})
+
+
+def asked(user: str, conversation: str = "c1", type_: str = "UserQueryReceived") -> Envelope:
+    return command(type_, conversation_id=conversation, turn_id="t", user_id=user, payload={"userInput": "hi"},
+                   source="test")
+
+
+def test_a_signed_session_verifies_and_any_change_or_other_secret_does_not() -> None:
+    value = sign("u:alice", SECRET)
+    assert verify(value, SECRET) == "u:alice"
+    encoded, mac = value.split(".")
+    forged = sign("u:mallory", SECRET).split(".")[0] + "." + mac
+    assert verify(forged, SECRET) is None, "a payload swapped under an old signature"
+    assert verify(value, b"t" * 32) is None, "signed with another secret"
+    assert verify(sign("u:alice", b"t" * 32), SECRET) is None
+    for garbage in ("", "x", "!!!.???", encoded):
+        assert verify(garbage, SECRET) is None
+
+
+def test_the_session_secret_is_made_once_private_and_shared_unless_configured(tmp_path: Path) -> None:
+    where = settings(tmp_path)
+    first = session_secret(where, {})
+    path = where.var_dir / "gateway" / "session-secret"
+    assert len(first) >= 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert session_secret(where, {}) == first, "a second gateway on this var/ signs with the same secret"
+    assert session_secret(where, {"AGENTLOG_SESSION_SECRET": "configured"}) == b"configured"
+    assert [p.name for p in path.parent.iterdir()] == ["session-secret"], "no draft left behind"
+
+
+def test_api_keys_are_stored_hashed_verified_and_revocable(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.sqlite")
+    record, key = store.create("alice", admin=True)
+    key_id, secret = split_key(key) or ("", "")
+    assert key_id == record.id and secret
+    assert secret.encode() not in (tmp_path / "keys.sqlite").read_bytes(), "only the hash is stored"
+    with sqlite3.connect(tmp_path / "keys.sqlite") as db:
+        assert secret not in repr(db.execute("SELECT * FROM api_keys").fetchall())
+
+    found = store.verify(key)
+    assert found is not None and (found.user_id, found.admin) == ("alice", True) and found.last_used
+    assert store.verify(key[:-1] + ("A" if key[-1] != "A" else "B")) is None, "a wrong secret"
+    assert store.verify(f"alk_nosuch_{secret}") is None and store.verify("Bearer nonsense") is None
+    assert secret not in repr(store.list())
+
+    assert store.revoke(record.id) and not store.revoke(record.id)
+    assert store.verify(key) is None and store.get(record.id) is None
+    assert store.list()[0].revoked is not None
+
+
+def test_the_caller_is_the_bearer_key_or_the_session_and_nothing_else(tmp_path: Path) -> None:
+    auth = Auth(SECRET, KeyStore(tmp_path / "keys.sqlite"))
+    record, key = auth.keys.create("bob")
+    assert auth.identity(f"Bearer {key}", "u:someone") == Identity("bob", False, record.id), "the key wins"
+    assert auth.identity(None, "u:carol") == Identity("carol")
+    assert auth.identity(None, f"k:{record.id}") == Identity("bob", False, record.id)
+    for authorization, session in ((f"Basic {key}", None), ("Bearer alk_x_y", "u:carol"), (None, None),
+                                   (None, "u:"), (None, "k:nosuch")):
+        with pytest.raises(HTTPException) as refused:
+            auth.identity(authorization, session)
+        assert refused.value.status_code == 401
+    auth.keys.revoke(record.id)
+    with pytest.raises(HTTPException, match="revoked"):
+        auth.identity(None, f"k:{record.id}")
+    cookie = auth.set_cookie("u:carol")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    assert "Secure" in Auth(SECRET, auth.keys, secure_cookie=True).set_cookie("u:carol")
+
+
+def test_the_owner_is_whoever_asked_first_and_only_they_may_use_it() -> None:
+    events = [asked("alice", type_="PlanGenerated"), asked("alice"), asked("bob")]
+    assert owner_from_events(events) == "alice" and owner_from_events(events[:1]) is None
+    assert may_use("alice", Identity("alice"), new_allowed=False)
+    assert not may_use("alice", Identity("bob"), new_allowed=True)
+    assert not may_use("alice", Identity("bob", admin=True), new_allowed=True), "admin is not an owner"
+    assert may_use(None, Identity("bob"), new_allowed=True) and not may_use(None, Identity("bob"), new_allowed=False)
+
+
+def test_a_users_stream_listener_takes_only_that_users_events() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        mine = Listener("c1", None, False, loop, user_id="alice")
+        anyone = Listener("c1", None, False, loop)
+        assert mine.matches(asked("alice"), live=True) and not mine.matches(asked("bob"), live=True)
+        assert not mine.matches(asked("alice", conversation="c2"), live=True)
+        assert anyone.matches(asked("bob"), live=True)
+    finally:
+        loop.close()
+
+
+def test_the_token_bucket_allows_a_burst_then_one_per_refill() -> None:
+    bucket = Bucket(tokens=2, updated=0.0)
+    assert take(bucket, 0.0, 0.5, 2) == 0 and take(bucket, 0.0, 0.5, 2) == 0
+    assert take(bucket, 0.0, 0.5, 2) == pytest.approx(2.0), "one token in 2 s at 0.5/s"
+    assert take(bucket, 1.0, 0.5, 2) == pytest.approx(1.0)
+    assert take(bucket, 2.0, 0.5, 2) == 0
+    assert take(bucket, 100.0, 0.5, 2) == 0 and bucket.tokens == 1, "never more than the burst"
+
+
+def test_the_rate_limiter_counts_per_user_and_says_when_to_retry() -> None:
+    limiter = RateLimiter(LimitConfig(rate_per_minute=6, rate_burst=1))
+    assert limiter.wait("alice", now=0) == 0 and limiter.wait("bob", now=0) == 0
+    assert limiter.wait("alice", now=1) == pytest.approx(9.0)
+    with pytest.raises(HTTPException) as refused:
+        limiter.admit("alice")
+        limiter.admit("alice")
+    assert refused.value.status_code == 429 and refused.value.headers is not None
+    assert int(refused.value.headers["Retry-After"]) >= 1
+
+
+def test_limits_come_from_the_environment_and_refuse_nonsense() -> None:
+    config = LimitConfig.from_env({"AGENTLOG_MAX_PROMPT_CHARS": "10", "AGENTLOG_RATE_LIMIT_BURST": "3"})
+    assert (config.max_prompt_chars, config.rate_burst, config.max_body_bytes) == (10, 3, 65_536)
+    check_prompt("x" * 10, config)
+    with pytest.raises(HTTPException) as refused:
+        check_prompt("x" * 11, config)
+    assert refused.value.status_code == 413 and "AGENTLOG_MAX_PROMPT_CHARS" in str(refused.value.detail)
+    for bad in ("0", "-1", "many"):
+        with pytest.raises(ValueError, match="AGENTLOG_MAX_BODY_BYTES"):
+            LimitConfig.from_env({"AGENTLOG_MAX_BODY_BYTES": bad})
