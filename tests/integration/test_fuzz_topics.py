@@ -85,19 +85,22 @@ def topic_messages(stack: Stack, topic: str) -> list[tuple[bytes | None, bytes |
     return [(m.key(), m.value()) for m in read_range(stack.settings, stack.settings.topic(topic))]
 
 
-def readable_events(stack: Stack) -> dict[str, list[Envelope]]:
-    """The event store by turn, like helpers.events_by_turn, without the garbage this test wrote into it."""
-    log: dict[str, list[Envelope]] = {}
+def readable_events(stack: Stack, forged: set[str]) -> dict[tuple[str, str], list[Envelope]]:
+    """The event store by (conversation, turn) as the services wrote it: without this test's garbage and
+    forgeries (a forged turn id in another conversation is another turn)."""
+    log: dict[tuple[str, str], list[Envelope]] = {}
     for _, value in topic_messages(stack, CONVERSATION_EVENTS):
         with contextlib.suppress(InvalidMessageError):
             event = stack.codec.decode(value)
-            log.setdefault(event.turn_id, []).append(event)
+            if event.id not in forged:
+                log.setdefault((event.conversation_id, event.turn_id), []).append(event)
     return log
 
 
-def answers(stack: Stack, turn_id: str) -> list[Envelope]:
-    return list({e.id: e for e in readable_events(stack).get(turn_id, []) if e.type == "FinalAnswerSynthesized"}
-                .values())
+def answers(stack: Stack, question: Envelope, forged: set[str]) -> list[Envelope]:
+    turn = (question.conversation_id, question.turn_id)
+    return list({e.id: e for e in readable_events(stack, forged).get(turn, [])
+                 if e.type == "FinalAnswerSynthesized"}.values())
 
 
 def test_hostile_messages_on_every_topic_are_dead_lettered_or_dropped_and_nothing_dies(
@@ -114,12 +117,15 @@ def test_hostile_messages_on_every_topic_are_dead_lettered_or_dropped_and_nothin
 
         invalid: list[tuple[str, bytes | None, bytes | None]] = []
         hostile: list[tuple[str, bytes | None, bytes | None]] = []
+        forged: set[str] = set()
         for topic, messages in recorded.items():
             valid = next(orjson.loads(v or b"") for _, v in messages if _is_envelope(v))
             key = victim.encode()
             invalid += [(topic, key, raw) for raw in invalid_messages(rng, valid)] + [(topic, key, None)]
             envelopes = [stack.codec.decode(value) for _, value in messages if _is_envelope(value)]
-            hostile += [(topic, key, raw) for raw in hostile_valid_messages(envelopes, victim)]
+            forgeries = list(hostile_valid_messages(envelopes, victim))
+            forged |= {orjson.loads(raw)["id"] for raw in forgeries}
+            hostile += [(topic, key, raw) for raw in forgeries]
             hostile += [(topic, k, v) for k, v in messages]  # replayed old messages, byte for byte
 
         # normal questions, asked while the hostile messages arrive
@@ -127,7 +133,7 @@ def test_hostile_messages_on_every_topic_are_dead_lettered_or_dropped_and_nothin
                 stack.client.question(f"calm-{uuid.uuid4().hex[:8]}", "tester", "What is 12.5% of 240?")]
         produce(stack, invalid + hostile)
         for question, expected in zip(sent, ["42", "30"], strict=True):
-            final = wait_for(partial(answers, stack, question.turn_id), timeout=120, interval=0.5,
+            final = wait_for(partial(answers, stack, question, forged), timeout=120, interval=0.5,
                              what=f"the answer to {question.payload['userInput']!r}")
             assert expected in final[0].payload["message"]
 
@@ -143,11 +149,12 @@ def test_hostile_messages_on_every_topic_are_dead_lettered_or_dropped_and_nothin
         stack.assert_alive()
 
         # the replays changed nothing: the old turn still has one answer and verifies
-        log = readable_events(stack)
-        assert len(answers(stack, old.turn_id)) == 1
-        assert verify(log[old.turn_id]) == []
+        log = readable_events(stack, forged)
+        assert len(answers(stack, old, forged)) == 1
+        assert verify(log[old.conversation_id, old.turn_id]) == []
         for question in sent:
-            assert len(answers(stack, question.turn_id)) == 1 and verify(log[question.turn_id]) == []
+            assert len(answers(stack, question, forged)) == 1
+            assert verify(log[question.conversation_id, question.turn_id]) == []
         # and the services say why they dropped what they dropped
         logs = "".join(stack.log(name) for name in stack.processes)
         assert "dead-lettered" in logs

@@ -2,6 +2,11 @@
 
 A producer never sends a message its schema rejects (encode raises); a consumer turns any bad
 message into an InvalidMessageError whose reason goes to the dead-letter queue.
+
+Every message a service produces also names its subject in the `agentlog-subject` header, so a
+consumer that folds only a few types skips the others without decoding or validating them
+(`subject_header`). The header is a hint from our own producers, never trusted for content: a
+message that is not skipped is always decoded and validated.
 """
 
 from __future__ import annotations
@@ -17,6 +22,17 @@ from agentlog.events.envelope import Envelope
 from agentlog.events.schemas import packaged_schemas
 
 Validator = Callable[[Any], Any]
+IncomingHeaders = list[tuple[str, bytes | None]] | None
+
+SUBJECT_HEADER = "agentlog-subject"
+
+
+def subject_header(headers: IncomingHeaders) -> str | None:
+    """The subject (kind.Type) a producer put in the message's headers; None when it did not."""
+    for key, value in headers or ():
+        if key == SUBJECT_HEADER and value is not None:
+            return value.decode(errors="replace")
+    return None
 
 
 def compile_validators(schemas: Mapping[tuple[str, int], Mapping[str, Any]]) -> dict[tuple[str, int], Validator]:

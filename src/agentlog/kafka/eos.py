@@ -2,8 +2,9 @@
 
 Per poll batch (see reference/eos-commit-order.md):
   1. consume a batch (read_committed);
-  2. decode each message (a bad one becomes a dead letter) and hand it to the handler, which
-     folds it into its state and returns the messages to produce;
+  2. skip the messages whose subject header the handler does not want (unread: see codec.py),
+     decode the others (a bad one becomes a dead letter) and hand them to the handler, which
+     folds each into its state and returns the messages to produce;
   3. begin a transaction, produce the outputs, send the consumed offsets, commit;
   4. only after the commit, let the handler persist its local state (`after_commit`).
 A crash between 3 and 4 leaves the local store behind the committed offsets; handlers recover that
@@ -48,7 +49,7 @@ from confluent_kafka import (
 
 from agentlog.config import Settings
 from agentlog.errors import FencedError, InvalidMessageError
-from agentlog.events.codec import Codec
+from agentlog.events.codec import SUBJECT_HEADER, Codec, subject_header
 from agentlog.events.envelope import Envelope, utc_now
 from agentlog.faults import pause_point
 from agentlog.kafka import dlq
@@ -118,6 +119,13 @@ class Handler:
 
     def on_revoke(self, partitions: list[TopicPartition]) -> None:
         """Partitions were taken away: forget their state."""
+
+    def wants(self, subject: str) -> bool:
+        """Whether messages of this subject (kind.Type) reach `handle`; the loop skips the others, unread
+        when their subject header says so. A topic's invalid messages are dead-lettered only by the
+        consumers that read them, so every topic needs one consumer that wants everything (for
+        conversation-events: the orchestrator)."""
+        return True
 
     def handle(self, envelope: Envelope, message: Message, now: datetime) -> list[Output] | Future[list[Output]]:
         """The outputs of one message, or a Future of them for work longer than a poll interval."""
@@ -294,10 +302,15 @@ class TransactionalLoop:
         self.metrics.batch(len(messages), len(outputs))
 
     def _handle(self, message: Message, now: datetime) -> Slot:
+        subject = subject_header(message.headers())
+        if subject is not None and not self.handler.wants(subject):
+            return []
         try:
             envelope = self.codec.decode(message.value())
         except InvalidMessageError as error:
             return [self._dead_letter(message, error.reason, error.message_type)]
+        if not self.handler.wants(envelope.subject):
+            return []
         try:
             with handling(self.service, envelope, message.headers()):
                 result = self.handler.handle(envelope, message, now)
@@ -363,11 +376,12 @@ class TransactionalLoop:
                          self.codec.encode_record(dlq.SUBJECT, record), dlq.SUBJECT)
 
     def _encode(self, outputs: list[Output], headers: Headers | None = None) -> list[RawOutput]:
-        """Serialise outputs, each carrying the current span's traceparent (or the given `headers`)."""
+        """Serialise outputs, each carrying its subject and the current span's traceparent (or the given
+        `headers`)."""
         headers = current_headers() if headers is None else headers
         return [
             RawOutput(self.settings.topic(o.topic), o.envelope.conversation_id.encode(), self.codec.encode(o.envelope),
-                      o.envelope.subject, headers)
+                      o.envelope.subject, [*headers, (SUBJECT_HEADER, o.envelope.subject.encode())])
             for o in outputs
         ]
 
