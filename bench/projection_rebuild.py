@@ -1,7 +1,8 @@
 """Measure how fast the history projection rebuilds from the log (issue 10: >= 100,000 events/s).
 
-Writes N synthetic turns (the event mix of a one-step turn, 7 events each) to a fresh topic prefix
-on the broker at KAFKA_BOOTSTRAP_SERVERS, then times `agentlog projections rebuild`'s function.
+Writes N synthetic turns (4 events each, 2 of them folded by the history) to a fresh topic prefix
+on the broker at KAFKA_BOOTSTRAP_SERVERS, each with its subject header as the services write them,
+then times `agentlog projections rebuild`'s function.
 
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/python bench/projection_rebuild.py 20000
 """
@@ -17,7 +18,7 @@ import uuid
 from confluent_kafka import Producer
 
 from agentlog.config import Settings
-from agentlog.events.codec import Codec
+from agentlog.events.codec import SUBJECT_HEADER, Codec
 from agentlog.events.envelope import caused_by, command, parse_timestamp
 from agentlog.kafka.client import producer_config
 from agentlog.kafka.topics import CONVERSATION_EVENTS, ensure_topics
@@ -46,7 +47,8 @@ def main(turns: int) -> None:
                                              "synthesizer": "bench"})]
         for type_, payload in chain:
             event = caused_by(root, "event", type_, payload, source="bench", now=now)
-            producer.produce(topic, key=root.conversation_id.encode(), value=codec.encode(event))
+            producer.produce(topic, key=root.conversation_id.encode(), value=codec.encode(event),
+                             headers=[(SUBJECT_HEADER, event.subject.encode())])
             events += 1
             producer.poll(0)
     producer.flush(60)

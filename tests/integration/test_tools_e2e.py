@@ -77,6 +77,16 @@ def test_exchange_rate_offline_is_the_dated_snapshot(offline: Stack) -> None:
     assert "indicative" in output["text"] and answer.payload["outcome"] == "completed"
 
 
+def test_a_percentage_of_an_amount_is_taken_then_converted_never_dropped(offline: Stack) -> None:
+    [share], _ = run(offline, "How much is 20% of 350 shekels?")
+    assert (share.payload["tool"], share.payload["output"]["value"]) == ("calculateMath", 70)
+    [rate, converted], answer = run(offline, "What is 20% of 350 ILS in dollars?")
+    rates = reference_snapshot()["rates"]
+    assert rate.payload["tool"] == "getExchangeRate" and converted.payload["tool"] == "calculateMath"
+    assert converted.payload["output"]["value"] == pytest.approx(70 * rates["USD"] / rates["ILS"], rel=1e-5)
+    assert answer.payload["outcome"] == "completed" and "20% of 350" in answer.payload["message"]
+
+
 def test_weather_offline_fails_once_as_not_configured(offline: Stack) -> None:
     results, answer = run(offline, "What's the temperature in Haifa right now?")
     assert [r.payload["error"]["type"] for r in results] == ["NotConfigured"]

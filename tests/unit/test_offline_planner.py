@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ from agentlog.services.router.planner import (
 )
 
 PLANNER = OfflinePlanner()
+QUESTIONS = Path(__file__).resolve().parent.parent / "data" / "planner_questions.jsonl"
 
 
 def plan_for(text: str, history: tuple[tuple[str, str], ...] = ()) -> Plan:
@@ -103,6 +107,9 @@ def test_two_independent_calculations() -> None:
     ("what is 15 percent of 80", "15% of 80"),
     ("What is 3 x 4 plus 2?", "3 * 4 + 2"),
     ("What's 1,000 + 2,500?", "1000 + 2500"),
+    ("What is the square root of 144 plus 10?", "sqrt(144) + 10"),
+    ("כמה זה השורש הריבועי של 81 ועוד 1?", "sqrt(81) + 1"),
+    ("sqrt(16) + 2", "sqrt(16) + 2"),
 ])
 def test_arithmetic(question: str, expression: str) -> None:
     plan = plan_for(question)
@@ -155,6 +162,102 @@ def test_budget_with_two_foreign_currencies_and_one_local() -> None:
         ("calculateMath", {"expression": "200 - 50 * {{s1}} - 30 * {{s2}}"}, ["s1", "s2"])]
     assert shape(plan_for("I have 500 shekels and spent 120 shekels, what is left?")) == [
         ("calculateMath", {"expression": "500 - 120"}, [])]
+
+
+RATE_THEN_MATH = "getExchangeRate", "calculateMath"
+
+
+@pytest.mark.parametrize(("question", "expression"), [
+    ("20% of 350 shekels", "20% of 350"),
+    ("How much is 20% of 350 shekels?", "20% of 350"),
+    ("What is 15 percent of 80 dollars?", "15% of 80"),
+    ("כמה זה 20% מ-350 שקלים?", "20% of 350"),
+    ('כמה זה 15 אחוז מ-80 ש"ח?', "15% of 80"),
+])
+def test_a_percentage_of_an_amount_keeps_the_percentage(question: str, expression: str) -> None:
+    assert shape(plan_for(question)) == [("calculateMath", {"expression": expression}, [])]
+
+
+@pytest.mark.parametrize("question", [
+    "what is 20% of 350 ILS in dollars", 'כמה זה 20 אחוז מ-350 ש"ח בדולרים?'])
+def test_a_percentage_of_an_amount_in_another_currency_converts_the_share(question: str) -> None:
+    assert shape(plan_for(question)) == [("getExchangeRate", {"from": "ILS", "to": "USD"}, []),
+                                         ("calculateMath", {"expression": "20% of 350 * {{s1}}"}, ["s1"])]
+
+
+@pytest.mark.parametrize(("question", "expression"), [
+    ("300 dollars minus 45 euros", "300 - 45 * {{s1}}"),
+    ("$300 - €45", "300 - 45 * {{s1}}"),
+    ("What is 300 dollars plus 45 euros?", "300 + 45 * {{s1}}"),
+    ("כמה זה 300 דולר פחות 45 אירו?", "300 - 45 * {{s1}}"),
+    ("300 דולר ועוד 45 יורו", "300 + 45 * {{s1}}"),
+])
+def test_amounts_added_or_subtracted_are_converted_into_the_first_currency(question: str, expression: str) -> None:
+    plan = plan_for(question)
+    assert shape(plan) == [("getExchangeRate", {"from": "EUR", "to": "USD"}, []),
+                           ("calculateMath", {"expression": expression}, ["s1"])]
+    assert plan.synthesis_required
+
+
+def test_a_sum_asked_in_a_third_currency_converts_every_amount() -> None:
+    assert shape(plan_for("300 dollars minus 45 euros in shekels")) == [
+        ("getExchangeRate", {"from": "USD", "to": "ILS"}, []), ("getExchangeRate", {"from": "EUR", "to": "ILS"}, []),
+        ("calculateMath", {"expression": "300 * {{s1}} - 45 * {{s2}}"}, ["s1", "s2"])]
+
+
+@pytest.mark.parametrize("question", [
+    "3 kg at 12 shekels per kg",
+    "price of 3 kg at 12 shekels a kilo",
+    "How much do 3 kg of apples cost at 12 shekels per kg?",
+    "3 kilos of flour at $12/kg",
+    'כמה עולים 3 ק"ג תפוחים ב-12 ש"ח לק"ג?',
+    "מחיר של 3 קילו ב-12 שקלים לקילו",
+    "3 gadgets at 12 dollars each",
+])
+def test_a_unit_price_times_the_quantity(question: str) -> None:
+    plan = plan_for(question)
+    assert shape(plan) == [("calculateMath", {"expression": "3 * 12"}, [])]
+    assert not plan.synthesis_required
+
+
+def test_a_unit_price_in_a_conversion_and_in_a_budget() -> None:
+    assert shape(plan_for("How many dollars do 3 kg cost at 12 shekels per kg?")) == [
+        ("getExchangeRate", {"from": "ILS", "to": "USD"}, []),
+        ("calculateMath", {"expression": "3 * 12 * {{s1}}"}, ["s1"])]
+    assert shape(plan_for("I have 100 shekels and buy 3 kg at 12 shekels per kg, what's left?")) == [
+        ("calculateMath", {"expression": "100 - 3 * 12"}, [])]
+
+
+def test_the_currency_of_what_is_left_is_not_a_rate_question() -> None:
+    assert shape(plan_for("I have 300 dollars and spend 45 euros; how many dollars are left?")) == [
+        ("getExchangeRate", {"from": "EUR", "to": "USD"}, []),
+        ("calculateMath", {"expression": "300 - 45 * {{s1}}"}, ["s1"])]
+
+
+@pytest.mark.parametrize("question", [
+    "How much is 20% off 350 shekels?",  # a discount, not a share: the rules only see 350 shekels
+    "500 g at 12 shekels per kg",  # grams priced per kilogram
+    "I have 500 shekels and bought 3 gadgets for 40 dollars",  # 3 for 40, or 3 at 40 each?
+    "weather in Eilat in 3 days",  # getWeather knows only the current weather
+    "What is the log of 100 plus 2?",  # not 100 + 2
+    "half of 10 plus 2",
+    "half of 350 shekels in dollars",
+    "cube root of 27 plus 1",
+])
+def test_a_question_the_rules_understand_only_in_part_goes_whole_to_chat(question: str) -> None:
+    assert shape(plan_for(question)) == [("generalChat", {"message": question}, [])]
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", "") for n in re.findall(r"(?<![A-Za-z\d.,])\d[\d,]*(?:\.\d+)?(?![A-Za-z\d])", text)}
+
+
+def test_no_plan_of_a_labelled_question_drops_a_number_it_was_given() -> None:
+    lines = (QUESTIONS.read_text(encoding="utf-8").splitlines())
+    questions = [json.loads(line)["question"] for line in lines if line.strip()]
+    for question in [*questions, *(q for q, _, _ in SECTION_11)]:
+        arguments = json.dumps([dict(s.arguments) for s in plan_for(question).steps], ensure_ascii=False)
+        assert _numbers(question) <= _numbers(arguments), question
 
 
 def test_combined_question_numbers_steps_across_parts() -> None:

@@ -1,7 +1,12 @@
-"""`agentlog topics check` rules, on cluster descriptions as `describe_topics` returns them."""
+"""`agentlog topics check` rules, on cluster descriptions as `describe_topics` returns them, and the
+cluster's pure parts: node configuration and under-replicated partitions."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
+from agentlog.kafka.cluster import node_properties, under_replicated
 from agentlog.kafka.topics import CONVERSATION_EVENTS, TOPICS, replication_plan
 from agentlog.kafka.topics_check import find_problems
 
@@ -53,3 +58,21 @@ def test_missing_topics_and_wrong_partition_counts_are_reported() -> None:
     problems = find_problems(described, 1)
     assert [(p.topic, p.fix) for p in problems if p.problem == "missing"] == [("schema-registry", "agentlog init")]
     assert any(p.topic == CONVERSATION_EVENTS and "3 partitions" in p.problem for p in problems)
+
+
+def test_cluster_nodes_are_configured_for_the_guarantees() -> None:
+    props = node_properties(2, "10.0.0.1", 9092, 9093, "1@h:1,2@h:2,3@h:3", Path("/d"), brokers=3)
+    assert props["node.id"] == "2" and props["controller.quorum.voters"] == "1@h:1,2@h:2,3@h:3"
+    assert props["advertised.listeners"] == "PLAINTEXT://10.0.0.1:9092"
+    assert (props["default.replication.factor"], props["min.insync.replicas"]) == ("3", "2")
+    assert (props["transaction.state.log.replication.factor"], props["transaction.state.log.min.isr"]) == ("3", "2")
+    assert props["unclean.leader.election.enable"] == "false"
+
+
+def test_under_replicated_partitions_are_those_missing_an_in_sync_replica() -> None:
+    def partition(pid: int, isrs: list[int]) -> SimpleNamespace:
+        return SimpleNamespace(id=pid, replicas=[1, 2, 3], isrs=isrs)
+
+    topics = {"b": SimpleNamespace(partitions={0: partition(0, [1, 2, 3]), 1: partition(1, [2, 3])}),
+              "a": SimpleNamespace(partitions={0: partition(0, [3])})}
+    assert [(u.topic, u.partition, u.isr) for u in under_replicated(topics)] == [("a", 0, (3,)), ("b", 1, (2, 3))]

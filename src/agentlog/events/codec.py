@@ -22,16 +22,17 @@ from agentlog.events.envelope import Envelope
 from agentlog.events.schemas import packaged_schemas
 
 Validator = Callable[[Any], Any]
-IncomingHeaders = list[tuple[str, bytes | None]] | None
+IncomingHeaders = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None
 
 SUBJECT_HEADER = "agentlog-subject"
 
 
 def subject_header(headers: IncomingHeaders) -> str | None:
     """The subject (kind.Type) a producer put in the message's headers; None when it did not."""
-    for key, value in headers or ():
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    for key, value in pairs:
         if key == SUBJECT_HEADER and value is not None:
-            return value.decode(errors="replace")
+            return value.decode(errors="replace") if isinstance(value, bytes) else value
     return None
 
 

@@ -7,6 +7,10 @@ Per poll batch (see reference/eos-commit-order.md):
      folds each into its state and returns the messages to produce;
   3. begin a transaction, produce the outputs, send the consumed offsets, commit;
   4. only after the commit, let the handler persist its local state (`after_commit`).
+A batch that produced nothing (e.g. events a fold only absorbs) does not commit at once: its offsets
+wait for the next transaction with outputs, or OFFSETS_DELAY, or an idle poll. An offsets-only
+transaction costs the broker as much as any other, and a crash before it only means those
+messages are read and folded again, as if they had been part of one larger batch.
 A crash between 3 and 4 leaves the local store behind the committed offsets; handlers recover that
 gap on assignment by replaying the log. Commit errors take one of three branches: retriable (try
 the commit again), abortable (abort, rewind the handler, seek back to the committed offsets), or
@@ -67,6 +71,8 @@ BUSY_POLL = 0.02
 # How long a batch waits for its own deferred work before committing what is ready: fast calls still
 # share one transaction per batch; slow ones commit later, from a poll of their own.
 SETTLE = 0.2
+# How long the offsets of batches without outputs may wait for a transaction that has outputs.
+OFFSETS_DELAY = float(os.environ.get("AGENTLOG_OFFSETS_DELAY_MS", "500")) / 1000
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,12 @@ def ready_prefix(slots: deque[tuple[int, Slot]]) -> list[tuple[int, Slot]]:
     while slots and not (isinstance(slots[0][1], Deferred) and not slots[0][1].future.done()):
         ready.append(slots.popleft())
     return ready
+
+
+def offsets_due(pending_since: float, polled_messages: bool, now: float | None = None) -> bool:
+    """Whether offsets without outputs should be committed now: when the loop is idle (a poll found
+    nothing) or they have waited OFFSETS_DELAY, so lag settles to zero soon after the load stops."""
+    return not polled_messages or (time.monotonic() if now is None else now) - pending_since >= OFFSETS_DELAY
 
 
 class Handler:
@@ -220,6 +232,8 @@ class TransactionalLoop:
         self._rebalances = 0
         self._slots: dict[tuple[str, int], deque[tuple[int, Slot]]] = {}  # consumed, not yet committed
         self._paused: set[tuple[str, int]] = set()
+        self._pending_offsets: dict[tuple[str, int], int] = {}  # of batches without outputs, not yet committed
+        self._pending_since = 0.0
         self.watchdog = Watchdog(float(os.environ.get("AGENTLOG_TXN_WATCHDOG_S", "60")))
         handler.bind(self)
 
@@ -259,6 +273,8 @@ class TransactionalLoop:
     # -- the loop ------------------------------------------------------------------------------
     def _poll_timeout(self) -> float:
         longest = BUSY_POLL if any(self._slots.values()) else MAX_IDLE_WAIT
+        if self._pending_offsets:
+            longest = min(longest, max(0.0, self._pending_since + OFFSETS_DELAY - time.monotonic()))
         wakeup = self.handler.next_wakeup()
         if wakeup is None:
             return longest
@@ -296,7 +312,11 @@ class TransactionalLoop:
         for timed in self.handler.due(now):
             with handling(self.service, timed.envelope):
                 outputs.extend(self._encode([timed]))
-        if outputs or offsets:
+        if offsets and not self._pending_offsets:
+            self._pending_since = time.monotonic()
+        self._pending_offsets.update(offsets)
+        if outputs or (self._pending_offsets and offsets_due(self._pending_since, bool(messages))):
+            offsets, self._pending_offsets = self._pending_offsets, {}
             self._commit(outputs, offsets)
         self._pause_busy()
         self.metrics.batch(len(messages), len(outputs))
@@ -363,6 +383,7 @@ class TransactionalLoop:
         offset) and let them be fetched again."""
         for key in keys:
             self._slots.pop(key, None)
+            self._pending_offsets.pop(key, None)
         self._resume(self._paused & keys)
         self._paused -= keys
 

@@ -90,10 +90,10 @@ def _orchestrator(settings: Settings) -> Handler:
 
 
 def _aggregator(settings: Settings) -> Handler:
-    from agentlog.services.aggregator.fold import AggregatorDecider
+    from agentlog.services.aggregator.fold import SUBJECTS, AggregatorDecider
     from agentlog.state.fold import FoldHandler
 
-    return FoldHandler(AggregatorDecider(), _store(settings, "aggregator"))
+    return FoldHandler(AggregatorDecider(), _store(settings, "aggregator"), SUBJECTS)
 
 
 def _tool_worker(settings: Settings) -> Handler:

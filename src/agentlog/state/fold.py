@@ -17,6 +17,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from confluent_kafka import Message, TopicPartition
 
 from agentlog.errors import InvalidMessageError, StateOffsetAheadError
+from agentlog.events.codec import subject_header
 from agentlog.events.envelope import Envelope, parse_timestamp
 from agentlog.kafka.eos import Handler, Output, TransactionalLoop
 from agentlog.kafka.reader import read_range
@@ -46,15 +47,22 @@ class Decider(Protocol[S]):
 
 
 class FoldHandler(Handler, Generic[S]):
-    def __init__(self, decider: Decider[S], store: PartitionStore) -> None:
+    """`subjects`, when given, are the only subjects the decider's fold reacts to: the loop and the
+    recovery skip the others unread (the decider must leave its state alone for them)."""
+
+    def __init__(self, decider: Decider[S], store: PartitionStore, subjects: frozenset[str] | None = None) -> None:
         self.decider = decider
         self.store = store
+        self.subjects = subjects
         self.states: dict[int, dict[str, S]] = {}
         self.dirty: dict[int, set[str]] = {}
         self.loop: TransactionalLoop | None = None
 
     def bind(self, loop: TransactionalLoop) -> None:
         self.loop = loop
+
+    def wants(self, subject: str) -> bool:
+        return self.subjects is None or subject in self.subjects
 
     # -- recovery ------------------------------------------------------------------------------
     def on_assign(self, partitions: list[TopicPartition]) -> None:
@@ -82,10 +90,15 @@ class FoldHandler(Handler, Generic[S]):
         replayed = 0
         for message in read_range(loop.settings, topic, starts={partition: applied or 0},
                                   ends={partition: committed}, partitions=[partition]):
+            subject = subject_header(message.headers())
+            if subject is not None and not self.wants(subject):
+                continue
             try:
                 envelope = loop.codec.decode(message.value())
             except InvalidMessageError:
                 continue  # it went to the dead-letter queue when it was first consumed
+            if not self.wants(envelope.subject):
+                continue
             self._apply(partition, envelope, parse_timestamp(envelope.timestamp))
             replayed += 1
         self.store.write({partition: self._dirty_states(partition)}, {(topic, partition): committed})

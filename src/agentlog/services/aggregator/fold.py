@@ -17,6 +17,9 @@ from agentlog.kafka.topics import SYNTHESIS_REQUESTS
 from agentlog.state.fold import Decision
 
 SOURCE = "aggregator"
+# The only subjects `AggregatorDecider.decide` reacts to: the loop skips the rest unread.
+SUBJECTS = frozenset(f"event.{t}" for t in ("UserQueryReceived", "PlanGenerated", "ToolInvocationResulted",
+                                             "PlanStepCompleted", "PlanCompleted", "PlanFailed"))
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,14 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from agentlog.config import Settings
 from agentlog.errors import AgentlogError, InvalidMessageError
-from agentlog.events.codec import Codec
+from agentlog.events.codec import Codec, subject_header
 from agentlog.events.envelope import Envelope
 from agentlog.events.registry import SchemaRegistry
 from agentlog.faults import pause_point
 from agentlog.kafka.client import consumer_config, poll_batch
 from agentlog.kafka.reader import read_range
 from agentlog.kafka.topics import CONVERSATION_EVENTS
+from agentlog.services.projections.history import RELEVANT_TYPES
 from agentlog.services.projections.store import (
     DB_NAME,
     JSON_NAME,
@@ -40,6 +41,8 @@ from agentlog.services.projections.store import (
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
+# Events whose subject header names anything else are skipped unread (most of a turn's events).
+RELEVANT_SUBJECTS = frozenset(f"event.{t}" for t in RELEVANT_TYPES)
 REBUILD_BATCH_SIZE = 10_000  # a rebuild has no reader waiting on it: fewer, larger SQLite transactions
 POLL_TIMEOUT_S = 0.25
 
@@ -53,7 +56,8 @@ class Batch:
 
 
 def decode_batch(codec: Codec, messages: Iterable[Message]) -> Batch:
-    """Invalid messages are skipped (the services dead-letter them) but still move the position."""
+    """Invalid and irrelevant messages are skipped (the services dead-letter the invalid ones) but
+    still move the position."""
     events: list[Envelope] = []
     offsets: dict[tuple[str, int], int] = {}
     for message in messages:
@@ -65,6 +69,9 @@ def decode_batch(codec: Codec, messages: Iterable[Message]) -> Batch:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         assert topic is not None and partition is not None and offset is not None
         offsets[(topic, partition)] = offset + 1
+        subject = subject_header(message.headers())
+        if subject is not None and subject not in RELEVANT_SUBJECTS:
+            continue
         try:
             events.append(codec.decode(message.value()))
         except InvalidMessageError:

@@ -15,10 +15,14 @@ The offline planner works in four passes, all pure and driven by the tables in r
    neither half means anything alone. If nothing is understood the plan is one generalChat step
    with the whole input (after a review, the leftover words are dropped instead).
 4. A group yields, in order of appearance, its product questions (getProductInformation ->
-   ragGeneration), one currency question (rate; conversion = rates -> amount * {{sN}}; budget =
-   rates -> base - quantity * cost * {{sN}} ...) and its weather cities (getWeather); arithmetic
-   (calculateMath) only when none of these is there. A bare rate question is dropped when the group
-   names a product ("how much is the EvoPhone X in euros" is a catalogue question).
+   ragGeneration), one currency question (rate; conversion = rates -> amount * {{sN}}; budget or
+   sum = rates -> base - quantity * cost * {{sN}} ...; an amount is written as "20% of 350" or
+   "3 * 12" when the question takes a share of it or prices a quantity) and its weather cities
+   (getWeather); arithmetic (calculateMath) only when none of these is there. A bare rate question
+   is dropped when the group names a product ("how much is the EvoPhone X in euros" is a catalogue
+   question). A group whose steps leave out a number it contains, or that computes beside an
+   operation the rules cannot write ("half of", "log"), is not understood: better the generalChat
+   plan than the answer to another question.
 
 Steps are numbered s1, s2, ... across the whole plan; only a calculation that uses rates depends on
 anything, so everything else runs in parallel. `finalAnswerSynthesisRequired` is false only for a
@@ -30,6 +34,8 @@ the router adds it to the recallConversation and generalChat steps (router/memor
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -40,7 +46,6 @@ from agentlog.services.router import rules
 from agentlog.services.router.memory import RECALL_TOOL
 from agentlog.services.router.rules import (
     HEB,
-    BudgetIntent,
     ConversionIntent,
     Intent,
     MathIntent,
@@ -49,6 +54,7 @@ from agentlog.services.router.rules import (
     RateIntent,
     ReviewIntent,
     Steps,
+    SumIntent,
     WeatherIntent,
 )
 
@@ -98,6 +104,7 @@ LEADING_CONNECTOR = re.compile(
 AMOUNT_BEFORE = re.compile(rf"(?<![\w.,])({rules.NUMBER})\s*-?\s*$")
 AMOUNT_AFTER = re.compile(rf"\s*({rules.NUMBER})(?!\w)")
 WORD = re.compile(r"[\w'\"״]+")
+NUMBER_WRITTEN = re.compile(rf"(?<![A-Za-z\d.,])(?:{rules.NUMBER})(?![A-Za-z\d])")
 
 
 class OfflinePlanner:
@@ -207,9 +214,26 @@ def _clause(text: str, offset: int, *, whole: bool, review_mode: bool) -> list[I
     intents: list[Intent] = [*products, *([currency] if currency else []), *_weather(text, offset)]
     if not intents:
         intents = list(_math(text, offset))
-    if not intents or (intents == products and bare and not whole):
+    if not intents or (intents == products and bare and not whole) or not _uses_every_number(text, intents):
         return None
+    computes = any(isinstance(i, MathIntent | ConversionIntent | SumIntent) for i in intents)
+    if computes and rules.MATH_UNSUPPORTED.search(_math_text(text)):
+        return None  # "half of 10 plus 2" is not 10 + 2
     return sorted(intents, key=lambda i: i.position)
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", "") for n in NUMBER_WRITTEN.findall(text)}
+
+
+def _uses_every_number(text: str, intents: list[Intent]) -> bool:
+    """Whether the steps of `intents` use every number written in the clause: a rule that understood
+    only part of it ("20% of 350 shekels" read as 350 shekels) would answer another question."""
+    steps = Steps()
+    for intent in intents:
+        intent.emit(steps)
+    used = set().union(*(_numbers(json.dumps(dict(s.arguments), ensure_ascii=False)) for s in steps.steps))
+    return _numbers(text) <= used
 
 
 def _clean(text: str) -> str:
@@ -286,10 +310,10 @@ def _currency(text: str, offset: int) -> Intent | None:
     if not mentions:
         return None
     amounts = [m for m in mentions if m.amount is not None]
-    if len(amounts) >= 2 and rules.BUDGET_CUE.search(text):
-        return _budget(text, offset, amounts)
     if amounts:
-        return _conversion(text, offset, mentions, amounts)
+        return _amounts(text, offset, mentions, amounts)
+    if rules.REMAINDER_CUE.search(text):
+        return None
     first = mentions[0]
     second = next((m for m in mentions if m.code != first.code), None)
     if second is None:
@@ -306,31 +330,51 @@ def _currency(text: str, offset: int) -> Intent | None:
     return RateIntent(offset + first.start, source.code, target.code)
 
 
-def _conversion(text: str, offset: int, mentions: list[_Mention], amounts: list[_Mention]) -> Intent | None:
+def _amounts(text: str, offset: int, mentions: list[_Mention], amounts: list[_Mention]) -> Intent | None:
+    """A sum ("300 dollars minus 45 euros"), a budget, a conversion or a price of amounts of money."""
+    each = rules.EACH_CUE.search(text) is not None
+    money = [_money(text, amount, amounts[i - 1].span[1] if i else 0, each=each) for i, amount in enumerate(amounts)]
+    position = offset + amounts[0].span[0]
+    targets = [m for m in mentions if m.amount is None]
+    operators = [rules.SUM_OPERATOR.fullmatch(text, a.span[1], b.span[0]) for a, b in itertools.pairwise(amounts)]
+    if operators and all(operators):
+        signs = ["-" if op and op.group("minus") else "+" for op in operators]
+        target = _best_target(text, targets) if targets else money[0].code
+        return SumIntent(position, tuple(zip(["", *signs], money, strict=True)), target)
+    if len(amounts) >= 2 and rules.BUDGET_CUE.search(text):
+        base = next((i for i, a in enumerate(amounts) if rules.HAVE_BEFORE.search(text, 0, a.span[0])), 0)
+        costs = [("-", m) for i, m in enumerate(money) if i != base]
+        return SumIntent(position, (("", money[base]), *costs), money[base].code)
     sources = {a.code for a in amounts}
-    targets = [m for m in mentions if m.amount is None and m.code not in sources]
-    if targets:
-        target = max(targets, key=lambda m: _target_score(text, m)).code
+    if targets := [m for m in targets if m.code not in sources]:
+        target = _best_target(text, targets)
+    elif len(money) == 1 and (money[0].percent or money[0].quantity):
+        return MathIntent(position, money[0].term())  # a price or a share in its own currency
     elif rules.CONVERT_CUE.search(text) and not rules.BUDGET_CUE.search(text):
         target = rules.default_counterpart(amounts[0].code)
     else:
         return None
-    money = tuple(Money(a.amount or "", a.code) for a in amounts if a.code != target)
-    return ConversionIntent(offset + amounts[0].span[0], money, target) if money else None
+    converted = tuple(m for m in money if m.code != target)
+    return ConversionIntent(position, converted, target) if converted else None
 
 
-def _budget(text: str, offset: int, amounts: list[_Mention]) -> Intent:
-    """The amount the user has (after "I have", "יש", "מ-", else the first) minus the others."""
-    base = next((a for a in amounts if rules.HAVE_BEFORE.search(text, 0, a.span[0])), amounts[0])
-    each = rules.EACH_CUE.search(text) is not None
-    costs: list[Money] = []
-    previous_end = 0
-    for amount in amounts:
-        if amount is not base:
-            quantity = _quantity(text, previous_end, amount.span[0]) if each else None
-            costs.append(Money(amount.amount or "", amount.code, quantity))
-        previous_end = amount.span[1]
-    return BudgetIntent(offset + amounts[0].span[0], Money(base.amount or "", base.code), tuple(costs))
+def _best_target(text: str, targets: list[_Mention]) -> str:
+    return max(targets, key=lambda m: _target_score(text, m)).code
+
+
+def _money(text: str, amount: _Mention, previous_end: int, *, each: bool) -> Money:
+    """An amount with what is written around it: the percentage taken of it ("20% of 350 shekels")
+    or the quantity it is the price of ("3 kg at 12 shekels per kg", "two gadgets at 40 dollars each")."""
+    start, end = amount.span
+    percent = rules.PERCENT_OF_BEFORE.search(text, previous_end, start)
+    quantity: str | None = None
+    if per_unit := rules.PER_UNIT_AFTER.match(text, end):
+        unit = rules.unit_of(per_unit.group("unit"))
+        quantity = next((m.group("qty").replace(",", "") for m in rules.QUANTITY_OF_UNIT.finditer(text, previous_end, start)
+                         if rules.unit_of(m.group("unit")) == unit), None)
+    elif each and (count := _quantity(text, previous_end, start)) is not None:
+        quantity = str(count)
+    return Money(amount.amount or "", amount.code, quantity, percent.group("pct").replace(",", "") if percent else None)
 
 
 def _quantity(text: str, start: int, end: int) -> int | None:
@@ -362,14 +406,19 @@ def _weather(text: str, offset: int) -> list[Intent]:
 
 def _math(text: str, offset: int) -> list[Intent]:
     """Each arithmetic expression in the clause, rewritten to ASCII ("7 כפול 8" -> "7 * 8")."""
-    for pattern, replacement in rules.MATH_REWRITES:
-        text = pattern.sub(replacement, text)
+    text = _math_text(text)
     found: list[Intent] = []
     for match in rules.MATH_RUN.finditer(text):
         expression = _balanced(rules.MATH_TRAILING_JUNK.sub("", rules.MATH_LEADING_JUNK.sub("", match.group(0))))
         if rules.MATH_BINARY.search(expression):
             found.append(MathIntent(offset + match.start(), " ".join(expression.split())))
     return found
+
+
+def _math_text(text: str) -> str:
+    for pattern, replacement in rules.MATH_REWRITES:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def _balanced(expression: str) -> str:

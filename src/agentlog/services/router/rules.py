@@ -102,13 +102,15 @@ RATE_CUE = keywords(en=("rate", "rates", "exchange", "exchange rate", "worth", "
                     he=("שער", "שווה", "שווי", "המרה", "להמיר", "המר", "כמה", "ערך"))
 CONVERT_CUE = keywords(en=("convert", "conversion", "how much", "how many", "worth", "exchange"),
                        he=("המר", "להמיר", "המרה", "כמה", "שווה"))
+REMAINDER_EN = ("left", "remain", "remains", "remaining", "leftover", "left over")
+REMAINDER_HE = ("יישאר", "ישאר", "יישארו", "נשאר", "נשארו", "נותר", "נותרו", "יוותר")
+# "how many dollars are left?" names the currency of an answer, not a rate to look up
+REMAINDER_CUE = keywords(en=REMAINDER_EN, he=REMAINDER_HE)
 BUDGET_CUE = keywords(
-    en=("left", "remain", "remains", "remaining", "leftover", "left over", "spend", "spent", "spending",
-        "cost", "costs", "buy", "buys", "buying", "bought", "pay", "pays", "paid", "after", "budget",
-        "change"),
-    he=("יישאר", "ישאר", "יישארו", "נשאר", "נשארו", "נותר", "נותרו", "יוותר", "קונה", "קונים", "קנה",
-        "קניתי", "לקנות", "עולה", "עולות", "עולים", "משלם", "שילמתי", "לשלם", "אחרי", "הוצאתי",
-        "תקציב"))
+    en=(*REMAINDER_EN, "spend", "spent", "spending", "cost", "costs", "buy", "buys", "buying", "bought", "pay",
+        "pays", "paid", "after", "budget", "change"),
+    he=(*REMAINDER_HE, "קונה", "קונים", "קנה", "קניתי", "לקנות", "עולה", "עולות", "עולים", "משלם", "שילמתי",
+        "לשלם", "אחרי", "הוצאתי", "תקציב"))
 HAVE_BEFORE = re.compile(
     r"(?:(?<!\w)(?:have|has|got|with|from|budget(?:\s+of)?)\s+"
     rf"|(?<![{HEB}])(?:יש(?:\s+(?:לי|לו|לה|לנו|להם))?\s+|מ-?\s*|מתוך\s+|תקציב(?:\s+של)?\s+))"
@@ -127,6 +129,40 @@ QUANTITY = re.compile(
 STRONG_TARGET_BEFORE = re.compile(r"(?:(?<!\w)how\s+(?:many|much)|(?<![\u05d0-\u05ea])כמה)\s+$", re.I)
 TARGET_BEFORE = re.compile(r"(?:(?<!\w)(?:to|in|into)\s+(?:the\s+)?|/\s*|->\s*)$", re.IGNORECASE)
 SOURCE_BEFORE = re.compile(r"(?<!\w)from\s+(?:the\s+|a\s+|one\s+)?$", re.IGNORECASE)
+
+# --- what an amount is written with: a percentage, a unit price, an operator ----------------------
+
+# "20% of 350 shekels", "15 percent of 80 dollars", "20 אחוז מ-350 ש\"ח": the text just before the amount
+PERCENT_OF_BEFORE = re.compile(
+    rf"(?<![\w.,])(?P<pct>{NUMBER})\s*(?:%|per\s*cent|(?<![{HEB}])אחוז(?:ים)?)\s*"
+    r"(?:of(?:\s+the)?|מתוך|מן|מ)\s*-?\s*[$€£₪¥]?\s*$", re.IGNORECASE)
+# (unit, English spellings, Hebrew spellings): "3 kg at 12 shekels per kg" costs 3 * 12
+UNITS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("kg", ("kg", "kgs", "kilo", "kilos", "kilogram", "kilograms"), ('ק"ג', "קילו", "קילוגרם", "קילוגרמים")),
+    ("g", ("g", "gram", "grams"), ("גרם", "גרמים")),
+    ("lb", ("lb", "lbs"), ()),
+    ("l", ("l", "liter", "liters", "litre", "litres"), ("ליטר", "ליטרים")),
+    ("m", ("m", "meter", "meters", "metre", "metres"), ("מטר", "מטרים")),
+    ("hour", ("hour", "hours", "hr", "hrs"), ("שעה", "שעות")),
+    ("item", ("item", "items", "unit", "units", "piece", "pieces"), ("יחידה", "יחידות", "פריט", "פריטים")),
+)
+_UNIT_CHARS = str.maketrans("", "", "\"״'׳ -")
+UNIT_NAMES = {spelling.lower().translate(_UNIT_CHARS): unit for unit, en, he in UNITS for spelling in (*en, *he)}
+UNIT = rf"(?P<unit>{_alternation(w for _, en, he in UNITS for w in (*en, *he))})(?![A-Za-z{HEB}])"
+QUANTITY_OF_UNIT = re.compile(rf"(?<![\w.,])(?P<qty>{NUMBER})\s*-?\s*{UNIT}", re.IGNORECASE)
+PER_UNIT_AFTER = re.compile(
+    rf"\s*(?:(?<!\w)(?:per|a|an|each|every|for\s+(?:a|one|each|every))\s+|/\s*|(?<![{HEB}])(?:לכל\s+|ל-?\s*)){UNIT}",
+    re.IGNORECASE)
+# the whole text between two amounts when the question adds or subtracts them: "300 dollars minus 45 euros"
+SUM_OPERATOR = re.compile(
+    rf"\s*(?:(?P<minus>[-−–]|(?<!\w)(?:minus|less)(?!\w)|(?<![{HEB}])פחות(?![{HEB}]))"
+    rf"|(?P<plus>\+|(?<!\w)plus(?!\w)|(?<![{HEB}])ועוד(?![{HEB}])))\s*", re.IGNORECASE)
+
+
+def unit_of(spelling: str) -> str:
+    """The unit a spelling names, so "3 kilos" and "per kg" are the same unit."""
+    return UNIT_NAMES.get(spelling.lower().translate(_UNIT_CHARS), spelling.lower())
+
 
 # --- weather ----------------------------------------------------------------------------------
 
@@ -249,11 +285,20 @@ MATH_REWRITES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (hebrew(("בחזקת",), prefixes=False), "^"), (r"\s*" + hebrew(("אחוז", "אחוזים"), prefixes=False), "%"),
         (r"(?<=\d)\s*[xX×·]\s*(?=[\d(])", " * "), ("÷", "/"), ("[−–]", "-"), ("[$€£₪¥]", ""),
         (r"%\s*(?:מתוך|מן|מ)\s*-?\s*(?=[\d(])", "% of "), (r"(?<=\d),(?=\d{3}(?!\d))", ""),
+        (r"(?<!\w)square\s+root\s+of\s+(\d+(?:\.\d+)?)", r"sqrt(\1)"),
+        (rf"(?<![{HEB}])ה?שורש(?:\s+ה?ריבועי)?\s+(?:של\s+|מ-?\s*)(\d+(?:\.\d+)?)", r"sqrt(\1)"),
     ))
-MATH_RUN = re.compile(r"(?:\d+(?:\.\d+)?|[-+*/^()%]|(?<![A-Za-z])of(?![A-Za-z])|[ \t])+")
+MATH_FUNCTION = r"(?<![A-Za-z])(?:sqrt|abs)(?=\s*\()"  # the one-argument functions of calculateMath
+MATH_RUN = re.compile(rf"(?:\d+(?:\.\d+)?|[-+*/^()%]|(?<![A-Za-z])of(?![A-Za-z])|{MATH_FUNCTION}|[ \t])+")
 MATH_LEADING_JUNK = re.compile(r"^(?:\s|of(?![A-Za-z])|[+*/^%)])+")
 MATH_TRAILING_JUNK = re.compile(r"(?:\s|(?<![A-Za-z])of|[-+*/^(])+$")
-MATH_BINARY = re.compile(r"[\d)%]\s*[-+*/^]\s*[-(\s]*\d|%\s*of\s*\(?\s*\d")
+MATH_BINARY = re.compile(rf"[\d)%]\s*[-+*/^]\s*[-(\s]*\d|%\s*of\s*\(?\s*\d|{MATH_FUNCTION}\s*\(\s*\d")
+# operations the rewrites above cannot express: a calculation beside one would answer another question
+MATH_UNSUPPORTED = keywords(
+    en=("log", "logarithm", "ln", "sin", "sine", "cos", "cosine", "tan", "tangent", "root", "squared", "cubed",
+        "factorial", "average", "median", "half", "double", "twice", "triple", "quarter", "third"),
+    he=("לוג", "לוגריתם", "שורש", "ממוצע", "חציון", "חצי", "פעמיים", "רבע", "שליש", "בריבוע", "בשלישית",
+        "עצרת"))
 
 
 # --- intents: what a clause asks for, and the steps that answer it ------------------------------
@@ -281,9 +326,19 @@ def ref(step_id: str) -> str:
 
 @dataclass(frozen=True)
 class Money:
+    """An amount as written: `quantity` units at `value` each, or `percent`% of `value`."""
+
     value: str
     code: str
-    quantity: int | None = None
+    quantity: str | None = None
+    percent: str | None = None
+
+    def term(self, rate: str | None = None) -> str:
+        """The amount as a calculation, in another currency when `rate` names a rate step: 3 * 40 * {{s1}}."""
+        factors = [self.quantity] if self.quantity not in (None, "1") else []
+        factors.append(f"{self.percent}% of {self.value}" if self.percent else self.value)
+        factors += [ref(rate)] if rate else []
+        return " * ".join(factors)
 
 
 @dataclass(frozen=True)
@@ -317,28 +372,23 @@ class ConversionIntent:
         rates = steps.rates((a.code for a in self.amounts), self.target)
         for amount in self.amounts:
             rate = rates[amount.code]
-            steps.add("calculateMath", {"expression": f"{amount.value} * {ref(rate)}"}, rate)
+            steps.add("calculateMath", {"expression": amount.term(rate)}, rate)
 
 
 @dataclass(frozen=True)
-class BudgetIntent:
-    """What is left of `base` after `costs`: rates into the base currency, then one subtraction."""
+class SumIntent:
+    """Amounts added and subtracted in `target`: a rate per other currency, then one calculation.
+    A budget ("I have 500 shekels and two gadgets cost 40 dollars each") is the base minus each cost."""
 
     position: int
-    base: Money
-    costs: tuple[Money, ...]
+    terms: tuple[tuple[str, Money], ...]  # (operator before the amount, amount); the first has none
+    target: str
 
     def emit(self, steps: Steps) -> None:
-        rates = steps.rates((c.code for c in self.costs), self.base.code)
-        terms = [self.base.value]
-        for cost in self.costs:
-            factors = [str(cost.quantity)] if cost.quantity not in (None, 1) else []
-            factors.append(cost.value)
-            if cost.code in rates:
-                factors.append(ref(rates[cost.code]))
-            terms.append(" * ".join(factors))
-        steps.add("calculateMath", {"expression": " - ".join(terms)},
-                  *(rates[code] for code in dict.fromkeys(c.code for c in self.costs) if code in rates))
+        rates = steps.rates((amount.code for _, amount in self.terms), self.target)
+        expression = " ".join(f"{operator} {amount.term(rates.get(amount.code))}".strip()
+                              for operator, amount in self.terms)
+        steps.add("calculateMath", {"expression": expression}, *rates.values())
 
 
 @dataclass(frozen=True)
@@ -373,7 +423,7 @@ class ReviewIntent:
         steps.add("analyzeReview", {"review_text": self.text})
 
 
-Intent = MathIntent | RateIntent | ConversionIntent | BudgetIntent | WeatherIntent | ProductIntent | ReviewIntent
+Intent = MathIntent | RateIntent | ConversionIntent | SumIntent | WeatherIntent | ProductIntent | ReviewIntent
 
 
 # --- sendEmail: "send an email to X saying Y" (the tool waits for the user's approval) ----------

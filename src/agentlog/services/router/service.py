@@ -40,6 +40,7 @@ from agentlog.state.fold import FoldHandler
 from agentlog.state.store import PartitionStore
 
 SOURCE = "router"
+MEMORY_SUBJECTS = frozenset(f"event.{t}" for t in MEMORY_EVENTS)
 
 
 class RouterHandler(FoldHandler[MemoryState]):
@@ -64,6 +65,10 @@ class RouterHandler(FoldHandler[MemoryState]):
 
     def on_revoke(self, partitions: list[TopicPartition]) -> None:
         super().on_revoke([tp for tp in partitions if tp.topic == self._events_topic()])
+
+    def wants(self, subject: str) -> bool:
+        """Every command; of the events only those the memory folds (the orchestrator dead-letters the rest)."""
+        return subject.startswith("command.") or subject in MEMORY_SUBJECTS
 
     def handle(self, envelope: Envelope, message: Message, now: datetime) -> list[Output]:
         partition = message.partition()
