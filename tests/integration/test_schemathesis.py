@@ -3,12 +3,13 @@ and invalid, to every operation, as an admin, must never get a 5xx. Bounded by m
 operation so that the module takes well under a minute.
 
 The services are not started: a chat then answers 202 after a short wait, which is a valid answer;
-what is checked is the gateway's handling of what it is sent. The SSE stream is left out: it stays
-open by design, so a generated request to it would never end.
+what is checked is the gateway's handling of what it is sent. Left out: the event streams (they stay
+open by design) and the review summary (it waits 20 s for a turn the absent services never answer).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 
@@ -40,9 +41,10 @@ def admin_key(gateway: GatewayServer) -> str:
 def test_no_generated_request_gets_a_server_error(gateway: GatewayServer, admin_key: str) -> None:
     """Valid and invalid requests for every operation; schemathesis's pytest plugin does not load under
     this pytest, so each operation's strategy is driven by hypothesis here."""
-    api = schemathesis.openapi.from_url(f"{gateway.url}/openapi.json").exclude(path_regex=r"/stream$")
+    api = schemathesis.openapi.from_url(f"{gateway.url}/openapi.json").exclude(path_regex=r"/summarize$")
     failures: list[str] = []
-    operations = [result.ok() for result in api.get_all_operations()]
+    operations = [op for op in (result.ok() for result in api.get_all_operations())
+                  if "text/event-stream" not in json.dumps(op.definition.raw)]
     assert len(operations) >= 8, [op.label for op in operations]
     for operation in operations:
         cases = st.one_of(operation.as_strategy(GenerationMode.POSITIVE), operation.as_strategy(GenerationMode.NEGATIVE))

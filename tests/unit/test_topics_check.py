@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+from agentlog.kafka.broker import new_cluster_id
 from agentlog.kafka.cluster import node_properties, under_replicated
 from agentlog.kafka.topics import CONVERSATION_EVENTS, TOPICS, replication_plan
 from agentlog.kafka.topics_check import find_problems
@@ -76,3 +77,8 @@ def test_under_replicated_partitions_are_those_missing_an_in_sync_replica() -> N
     topics = {"b": SimpleNamespace(partitions={0: partition(0, [1, 2, 3]), 1: partition(1, [2, 3])}),
               "a": SimpleNamespace(partitions={0: partition(0, [3])})}
     assert [(u.topic, u.partition, u.isr) for u in under_replicated(topics)] == [("a", 0, (3,)), ("b", 1, (2, 3))]
+
+
+def test_cluster_ids_never_look_like_an_option_to_the_storage_tool() -> None:
+    ids = {new_cluster_id() for _ in range(2000)}  # one in 64 random ids would start with '-'
+    assert len(ids) == 2000 and not any(i.startswith("-") for i in ids)

@@ -90,6 +90,15 @@ def _accepting(port: int) -> bool:
         return False
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id; never starting with '-', which the storage tool would take for an option
+    (Kafka's own Uuid.randomUuid avoids it for the same reason)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()
@@ -301,7 +310,7 @@ class LocalBroker:
         """Format the data dir once; a formatted dir keeps its cluster id across restarts."""
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = new_cluster_id()
         # "--cluster-id=": an id may start with "-", which argparse would take for an option
         cmd = [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config_path),
                *format_args(self.kafka_dir)]

@@ -13,7 +13,6 @@ put the brokers on their own network namespace.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import json
@@ -22,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from agentlog.errors import BrokerError
-from agentlog.kafka.broker import _JVM_OPTS, _LOG4J2, KAFKA_VERSION, LocalBroker, _free_port, _tail
+from agentlog.kafka.broker import _JVM_OPTS, _LOG4J2, KAFKA_VERSION, LocalBroker, _free_port, _tail, new_cluster_id
 from agentlog.kafka.topics import replication_plan
 
 CLUSTER_DIR = "cluster"
@@ -194,7 +192,7 @@ class LocalCluster:
         """
         with self._locked() as state:
             if not state.get("nodes"):
-                state["cluster_id"] = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+                state["cluster_id"] = new_cluster_id()
                 state["launcher"] = list(launcher)
                 state["nodes"] = [{"id": i, "host": host, "port": _free_port(), "controller_port": _free_port(),
                                    "pid": None} for i in range(1, brokers + 1)]
@@ -279,35 +277,37 @@ class LocalCluster:
     # ---- stop ---------------------------------------------------------------------------------
     def kill_node(self, node_id: int) -> None:
         """SIGKILL one node, as a crash would: its logs are recovered on the next start."""
-        self._signal_node(node_id, signal.SIGKILL, timeout=10)
+        self._signal_nodes([node_id], signal.SIGKILL, timeout=10)
 
     def stop_node(self, node_id: int, timeout: float = 60) -> None:
         """SIGTERM: a controlled shutdown moves the node's leaderships away before it exits."""
-        self._signal_node(node_id, signal.SIGTERM, timeout=timeout)
+        self._signal_nodes([node_id], signal.SIGTERM, timeout=timeout)
 
     def stop(self, timeout: float = 60) -> bool:
-        """Stop every node cleanly; True if any was running."""
-        live = [n for n in self.node_ids() if self.live_pid(n) is not None]
-        for node_id in live:
-            self.stop_node(node_id, timeout)
-        return bool(live)
+        """Stop every node; True if any was running. All at once: stopped one by one, the last
+        nodes would lose their controller quorum and wait out the timeout of a controlled shutdown."""
+        return self._signal_nodes(self.node_ids(), signal.SIGTERM, timeout=timeout)
 
     def wipe(self) -> None:
         """Stop every node and delete the cluster's data, ports and id: the next start is a new cluster."""
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def _signal_node(self, node_id: int, signum: signal.Signals, timeout: float) -> None:
-        pid = self.live_pid(node_id)
-        if pid is None:
-            return
-        os.kill(pid, signum)
-        if not self._wait_gone(node_id, pid, timeout):
-            os.kill(pid, signal.SIGKILL)
-            if not self._wait_gone(node_id, pid, 10):
-                raise BrokerError(f"node {node_id} (pid {pid}) survived SIGKILL")
+    def _signal_nodes(self, node_ids: list[int], signum: signal.Signals, timeout: float) -> bool:
+        """Signal the live ones among `node_ids`, SIGKILL any still there after `timeout`; True if any was live."""
+        live = {node_id: pid for node_id in node_ids if (pid := self.live_pid(node_id)) is not None}
+        for pid in live.values():
+            os.kill(pid, signum)
+        deadline = time.monotonic() + timeout
+        for node_id, pid in live.items():
+            if not self._wait_gone(node_id, pid, max(0.0, deadline - time.monotonic())):
+                os.kill(pid, signal.SIGKILL)
+                if not self._wait_gone(node_id, pid, 10):
+                    raise BrokerError(f"node {node_id} (pid {pid}) survived SIGKILL")
         with self._locked() as state:
-            self._node(state, node_id)["pid"] = None
+            for node_id in live:
+                self._node(state, node_id)["pid"] = None
+        return bool(live)
 
     def _wait_gone(self, node_id: int, pid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
