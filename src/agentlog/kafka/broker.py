@@ -116,6 +116,59 @@ def _metadata_ok(bootstrap: str, timeout: float, config: dict[str, str] | None =
         return False
 
 
+def read_state_file(path: Path) -> dict[str, Any]:
+    """A broker's or cluster's recorded pids and ports; empty when missing or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_state_file(path: Path, state: dict[str, Any]) -> None:
+    """Written by rename, so a reader never sees half a file."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def is_kafka_process(pid: object, config_path: Path) -> bool:
+    """The pid is a live (not zombie) JVM running kafka.Kafka with this server.properties.
+
+    Pids get reused after a reboot or crash, so the recorded pid alone proves nothing.
+    """
+    if not isinstance(pid, int):
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        cmdline = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+    return "kafka.Kafka" in cmdline and str(config_path) in cmdline
+
+
+def wait_process_gone(pid: int, child: subprocess.Popen[bytes] | None, timeout: float) -> bool:
+    """Wait for a broker JVM to exit. Our own child is reaped (all its threads and sockets gone);
+    another's is waited on until it is a zombie or gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None and child.pid == pid:
+            if child.poll() is not None:
+                return True
+        else:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # another LocalBroker in this process started it
+            try:
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    return True
+            except psutil.NoSuchProcess:
+                return True
+        time.sleep(0.05)
+    return False
+
+
 class LocalBroker:
     """Fetches, starts, checks and stops the broker living in ``kafka_dir``.
 
@@ -164,16 +217,10 @@ class LocalBroker:
 
     # ---- state --------------------------------------------------------------------------------
     def _read_state(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.state_path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_state_file(self.state_path)
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        tmp = self.state_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        os.replace(tmp, self.state_path)
+        write_state_file(self.state_path, state)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -183,18 +230,7 @@ class LocalBroker:
             yield
 
     def _is_ours(self, pid: int) -> bool:
-        """The pid is a live (not zombie) JVM running kafka.Kafka with *our* server.properties.
-
-        Pids get reused after a reboot or crash, so the recorded pid alone proves nothing.
-        """
-        try:
-            proc = psutil.Process(pid)
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return False
-            cmdline = proc.cmdline()
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            return False
-        return "kafka.Kafka" in cmdline and str(self.config_path) in cmdline
+        return is_kafka_process(pid, self.config_path)
 
     def _live_pid(self) -> int | None:
         pid = self._read_state().get("pid")
@@ -366,22 +402,10 @@ class LocalBroker:
 
     def _wait_gone(self, pid: int, timeout: float) -> bool:
         """Wait for the pid to exit; not via _is_ours, as cmdline empties before the sockets close."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.pid == pid:
-                if self._proc.poll() is not None:  # reaps our child: all threads, sockets gone
-                    self._proc = None
-                    return True
-            else:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)  # another LocalBroker in this process started it
-                try:
-                    if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                        return True
-                except psutil.NoSuchProcess:
-                    return True
-            time.sleep(0.05)
-        return False
+        gone = wait_process_gone(pid, self._proc, timeout)
+        if gone and self._proc is not None and self._proc.pid == pid:
+            self._proc = None
+        return gone
 
     def _mark_stopped(self) -> None:
         state = self._read_state()

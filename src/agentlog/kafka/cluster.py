@@ -26,12 +26,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from agentlog.errors import BrokerError
-from agentlog.kafka.broker import _JVM_OPTS, _LOG4J2, KAFKA_VERSION, LocalBroker, _free_port, _tail, new_cluster_id
+from agentlog.kafka.broker import (
+    _JVM_OPTS,
+    _LOG4J2,
+    KAFKA_VERSION,
+    LocalBroker,
+    _free_port,
+    _tail,
+    is_kafka_process,
+    new_cluster_id,
+    read_state_file,
+    wait_process_gone,
+    write_state_file,
+)
 from agentlog.kafka.topics import replication_plan
 
 CLUSTER_DIR = "cluster"
@@ -122,16 +133,10 @@ class LocalCluster:
 
     # ---- state --------------------------------------------------------------------------------
     def _read_state(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.state_path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return read_state_file(self.state_path)
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        tmp = self.state_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        os.replace(tmp, self.state_path)
+        write_state_file(self.state_path, state)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
@@ -153,16 +158,7 @@ class LocalCluster:
         return self.node_dir(node_id) / "server.properties"
 
     def _is_ours(self, node_id: int, pid: object) -> bool:
-        if not isinstance(pid, int):
-            return False
-        try:
-            proc = psutil.Process(pid)
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return False
-            cmdline = proc.cmdline()
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            return False
-        return "kafka.Kafka" in cmdline and str(self._config_path(node_id)) in cmdline
+        return is_kafka_process(pid, self._config_path(node_id))
 
     def node_ids(self) -> list[int]:
         return [int(n["id"]) for n in self._read_state().get("nodes", [])]
@@ -310,22 +306,7 @@ class LocalCluster:
         return bool(live)
 
     def _wait_gone(self, node_id: int, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        proc = self._procs.get(node_id)
-        while time.monotonic() < deadline:
-            if proc is not None and proc.pid == pid:
-                if proc.poll() is not None:
-                    return True
-            else:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-                try:
-                    if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                        return True
-                except psutil.NoSuchProcess:
-                    return True
-            time.sleep(0.05)
-        return False
+        return wait_process_gone(pid, self._procs.get(node_id), timeout)
 
     # ---- status -------------------------------------------------------------------------------
     def quorum_leader(self, node_id: int) -> int | None:
