@@ -44,12 +44,34 @@ class FakeRequest:
 Route = Callable[[FakeRequest], Reply]
 
 
-class FakeHTTPServer:
+class LoopbackServer:
+    """Serves a request handler class on a free loopback port, in a thread, while in its `with`
+    block; `stopping` is set on exit, so a handler holding a reply back lets go."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+
+    def _listen(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> Self:
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class FakeHTTPServer(LoopbackServer):
     """`with FakeHTTPServer(route) as server:` serves at server.url; `route` is called (one call at a
     time) for each request whose method is in `methods`, the others get HTTP 501."""
 
     def __init__(self, route: Route, methods: Collection[str] = ("GET", "POST")) -> None:
-        self.release = threading.Event()
+        super().__init__()
         lock = threading.Lock()
         server = self
 
@@ -69,7 +91,7 @@ class FakeHTTPServer:
                 with lock:
                     reply = route(request)
                 if reply.hang:
-                    server.release.wait(30)
+                    server.stopping.wait(30)
                     return
                 data = json.dumps(reply.body).encode() if not isinstance(reply.body, bytes) else reply.body
                 try:
@@ -86,15 +108,4 @@ class FakeHTTPServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> Self:
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._listen(Handler)

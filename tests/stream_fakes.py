@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from fake_http import LoopbackServer
 
 
 def openai_lines(pieces: Sequence[str], model: str) -> list[bytes]:
@@ -29,7 +31,7 @@ def ollama_lines(pieces: Sequence[str], model: str) -> list[bytes]:
     return [*encoded[:-2], encoded[-2] + encoded[-1]]
 
 
-class StreamingServer:
+class StreamingServer(LoopbackServer):
     """`with StreamingServer("openai", ["Hel", "lo"]) as server:` streams at server.url.
 
     Each POST gets the pieces one write at a time. `gate`: after `hold_after` pieces the server waits
@@ -40,8 +42,8 @@ class StreamingServer:
     def __init__(self, kind: str, pieces: Sequence[str], *, model: str = "fake-model",
                  gate: threading.Event | None = None, hold_after: int = 1, drop_after: int | None = None) -> None:
         lines = openai_lines(pieces, model) if kind == "openai" else ollama_lines(pieces, model)
+        super().__init__()
         self.requests: list[dict[str, Any]] = []
-        self.stopping = threading.Event()
         server = self
         drops = [drop_after] if drop_after is not None else []
 
@@ -68,18 +70,7 @@ class StreamingServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> Self:
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._listen(Handler)
 
 
 class RecordingSink:
