@@ -10,8 +10,11 @@ import time
 
 import pytest
 
+from agentlog.events.codec import Codec
+from agentlog.events.envelope import command, utc_now
 from agentlog.llm.planner import LLMPlanner
 from agentlog.services.router.planner import PlanningQuery
+from agentlog.services.router.service import route_question
 from agentlog.services.runtime import load_tools
 from agentlog.tools.exchange import get_exchange_rate
 from agentlog.tools.math import evaluate
@@ -140,9 +143,9 @@ HOSTILE_PLANS = [
 
 
 @pytest.mark.parametrize("reply", HOSTILE_PLANS)
-def test_a_model_cannot_plan_outside_the_catalogue_and_the_refusal_is_logged(
+def test_a_model_cannot_plan_outside_the_catalogue_and_the_refusal_is_recorded(
         reply: str, caplog: pytest.LogCaptureFixture) -> None:
-    model = ScriptedModel("ollama", [reply, reply])  # the repair says the same: refused twice
+    model = ScriptedModel("ollama", [reply] * 4)  # the repair says the same: refused twice, per question
     planner = LLMPlanner([model], load_tools().catalogue())
     with caplog.at_level(logging.INFO, logger="agentlog.llm.planner"):
         planned = planner.plan_audited(PlanningQuery("Weather in Haifa?", "c1", "t1", "en"))
@@ -152,3 +155,10 @@ def test_a_model_cannot_plan_outside_the_catalogue_and_the_refusal_is_logged(
     assert len(model.calls) == 2
     refusals = [r for r in caplog.records if "rejected" in r.getMessage() or "failed" in r.getMessage()]
     assert any("no valid plan" in r.getMessage() for r in refusals), [r.getMessage() for r in caplog.records]
+    assert len(planned.refused) == 2 and all(r.startswith("ollama") for r in planned.refused)
+    # ... and recorded in the turn's PlanGenerated, so an audit of the log shows what the model tried
+    question = command("UserQueryReceived", conversation_id="c1", turn_id="t1", user_id="u1",
+                       payload={"userInput": "Weather in Haifa?"}, source="test")
+    _, generated = route_question(planner, question, utc_now())
+    assert generated.envelope.payload["refusedPlans"][0].startswith("ollama")
+    Codec().encode(generated.envelope)  # valid against event.PlanGenerated

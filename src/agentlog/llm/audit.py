@@ -39,6 +39,7 @@ class PlannedBy:
     plan: Plan
     planner: str  # the name recorded in PlanGenerated: who made this plan
     llm: dict[str, Any] | None  # set when a model made it
+    refused: tuple[str, ...] = ()  # why model replies were refused on the way to this plan
 
 
 @runtime_checkable

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -138,12 +139,15 @@ class LLMPlanner:
         if query.user_input.strip() and self.models and self.tools:
             messages = self.messages(query)
             failures: list[str] = []
+            refused: list[str] = []
             for model in self.models:
                 try:
-                    return self._ask(model, messages)
+                    planned = self._ask(model, messages, refused)
+                    return replace(planned, refused=tuple(refused))
                 except LLMUnavailable as error:
                     failures.append(str(error))
             log.warning("LLM planning failed, using %s: %s", self.fallback.name, "; ".join(failures))
+            return PlannedBy(self.fallback.plan(query), self.fallback.name, None, tuple(refused))
         return PlannedBy(self.fallback.plan(query), self.fallback.name, None)
 
     def messages(self, query: PlanningQuery) -> list[ChatMessage]:
@@ -158,8 +162,9 @@ class LLMPlanner:
         messages.append({"role": "user", "content": question})
         return messages
 
-    def _ask(self, model: ChatModel, messages: list[ChatMessage]) -> PlannedBy:
-        """One call, and one repair call if the reply is not a usable plan."""
+    def _ask(self, model: ChatModel, messages: list[ChatMessage], refused: list[str]) -> PlannedBy:
+        """One call, and one repair call if the reply is not a usable plan; each refused reply's
+        reason is appended to `refused`, to be recorded with whatever plan is made in the end."""
         completions: list[Completion] = []
         conversation = list(messages)
         while True:
@@ -168,6 +173,7 @@ class LLMPlanner:
             try:
                 plan = parse_plan(completion.text, self.tools, self.schema)
             except PlanError as error:
+                refused.append(f"{model.name}: {error}")
                 if len(completions) > 1:
                     raise InvalidPlanReply(f"{model.name}: no valid plan after one repair: {error}") from error
                 log.info("LLM plan from %s rejected, asking for a repair: %s", model.name, error)

@@ -120,6 +120,7 @@ def route_question(planner: Planner, command: Envelope, now: datetime,
                                     {"userInput": user_input, "language": language}, now)]
     planner_name = "client" if "plan" in command.payload else planner.name
     llm: dict[str, object] | None = None
+    refused: tuple[str, ...] = ()
     try:
         if "plan" in command.payload:
             plan = Plan.from_json(command.payload["plan"])
@@ -129,7 +130,7 @@ def route_question(planner: Planner, command: Envelope, now: datetime,
                                   history=tuple((t.question, t.answer) for t in memory))
             if isinstance(planner, AuditedPlanner):  # a model planner says who answered (it may fall back)
                 planned = planner.plan_audited(query)
-                plan, planner_name, llm = planned.plan, planned.planner, planned.llm
+                plan, planner_name, llm, refused = planned.plan, planned.planner, planned.llm, planned.refused
             else:
                 plan = planner.plan(query)
     except (PlanError, AgentlogError) as error:
@@ -144,5 +145,7 @@ def route_question(planner: Planner, command: Envelope, now: datetime,
     generated["plan"] = plan.to_json()
     if llm is not None:
         generated["llm"] = llm
+    if refused:  # a model's plans that named unknown tools or invalid arguments: refused, and kept here
+        generated["refusedPlans"] = list(refused)
     outputs.append(RouterHandler._event(command, "PlanGenerated", generated, now))
     return outputs
