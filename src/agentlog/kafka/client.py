@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from agentlog.config import PROPERTIES_FILE_ENV, Settings
 from agentlog.errors import ConfigurationError
+from agentlog.kafka.topics import DEAD_LETTER_MAX_BYTES
 
 _REFUSALS = {KafkaError._AUTHENTICATION: "authentication", KafkaError._SSL: "TLS handshake"}
 _AUTHORIZATION = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED,
@@ -105,6 +106,8 @@ def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
         "acks": "all",
         "linger.ms": 1,
         "partitioner": "murmur2_random",
+        # room for a dead letter of the largest message the broker accepts (the topics keep their 1 MB limit)
+        "message.max.bytes": DEAD_LETTER_MAX_BYTES + 64 * 1024,
     })
     if "error_cb" in config:  # secured: a refused write raises from flush() instead of vanishing
         config["on_delivery"] = partial(_raise_refusal, _identity(config))

@@ -13,7 +13,7 @@ from agentlog.config import Settings
 from agentlog.kafka.topics import CONVERSATION_EVENTS, TOPICS, TopicSpec, describe_topics, replication_plan
 
 # Configs whose value is a guarantee: a different value loses events or breaks ordering.
-_GUARDED = ("cleanup.policy", "retention.ms", "retention.bytes")
+_GUARDED = ("cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes")
 
 
 @dataclass(frozen=True)
