@@ -110,8 +110,9 @@ def test_only_the_owner_can_read_stream_reset_or_continue_a_conversation(browser
     conversation_id = start_conversation(browser, new_id())
     owner, intruder = user_of(browser), user_of(other)
     path = f"/api/conversations/{conversation_id}"
-    for method, where in (("GET", "/events"), ("GET", "/history"), ("GET", "/stream"), ("POST", "/reset")):
-        response = other.request(method, path + where)
+    for method, where in (("GET", "/events"), ("GET", "/history"), ("GET", "/stream"), ("POST", "/reset"),
+                          ("GET", "/answer-stream"), ("POST", "/turns/t1/control")):
+        response = other.request(method, path + where, json={"command": "cancel"} if method == "POST" else None)
         assert response.status_code == 404, (where, response.text)
         assert conversation_id in response.json()["error"]
     taken = other.post("/api/chat", json={"prompt": "mine now", "conversationId": conversation_id})

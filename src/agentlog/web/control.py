@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
 
-from agentlog.web.auth import ID_PATTERN, ConversationId, Identity, Owner, rate_limited
+from agentlog.web.auth import ID_PATTERN, Commanding, ConversationId, Owner, same_user
 
 router = APIRouter(prefix="/api")
 TurnId = Annotated[str, Path(pattern=ID_PATTERN, description="the turn to act on (its turnId)")]
-Commanding = Annotated[Identity, Depends(rate_limited)]
 
 
 class ControlRequest(BaseModel):
@@ -39,8 +38,7 @@ class ControlAccepted(BaseModel):
 async def control(request: Request, conversation_id: ConversationId, turn_id: TurnId, body: ControlRequest,
                   _: Owner, identity: Commanding) -> ControlAccepted:
     """Send approve / deny / cancel for one turn of your conversation (202: sent, not yet applied)."""
-    if body.userId is not None and body.userId != identity.user_id:
-        raise HTTPException(403, "the user id comes from your session or API key; you cannot act as another user")
+    same_user(body.userId, identity)
     client = request.app.state.gateway.client
     await asyncio.to_thread(client.control, conversation_id, identity.user_id, body.command, turn_id=turn_id,
                             reason=body.reason)
