@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from agentlog.config import Settings
 from agentlog.errors import AgentlogError
@@ -60,72 +60,40 @@ class Listener:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
 
 
-class LiveLog:
-    """The process's single reader of conversation-events; start() once, close() at shutdown."""
+class TopicTail:
+    """A background thread reading every partition of one topic with a group-less consumer, so each
+    gateway process sees all of it; subclasses choose where to start and what to do per message."""
 
-    def __init__(self, settings: Settings, codec: Codec, on_event: Callable[[Envelope], None]) -> None:
+    def __init__(self, settings: Settings, topic: str, client_id: str) -> None:
         self.settings = settings
-        self.codec = codec
-        self.topic = settings.topic(CONVERSATION_EVENTS)
-        self.on_event = on_event
-        self.partitions = 0
-        self.caught_up = threading.Event()
-        self._start_ends: dict[int, int] = {}
-        self._listeners: set[Listener] = set()
-        self._lock = threading.Lock()
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self.topic = topic
+        self.client_id = client_id
+        self.failure: str | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
-        self._remaining: set[int] = set()
-        self.failure: str | None = None
 
-    def start(self) -> None:
-        """Assign every partition from its beginning (blocking: call it off the event loop)."""
-        consumer = Consumer(consumer_config(self.settings, None, "agentlog-gateway"))
+    def _open(self) -> tuple[Consumer, list[int]]:
+        """A consumer and the topic's partitions (blocking: call it off the event loop)."""
+        consumer = Consumer(consumer_config(self.settings, None, self.client_id))
         metadata = consumer.list_topics(self.topic, timeout=30).topics.get(self.topic)
         if metadata is None or metadata.error is not None:
             consumer.close()
             raise AgentlogError(f"topic {self.topic} does not exist; run `agentlog init`")
-        assignment = []
-        low_of: dict[int, int] = {}
-        for partition in sorted(metadata.partitions):
-            low, high = watermarks(consumer, self.topic, partition)
-            self._start_ends[partition] = high
-            low_of[partition] = low
-            assignment.append(TopicPartition(self.topic, partition, low))
-        self.partitions = len(assignment)
+        return consumer, sorted(metadata.partitions)
+
+    def _follow(self, consumer: Consumer, assignment: list[TopicPartition]) -> None:
         consumer.assign(assignment)
         self._consumer = consumer
-        self._remaining = {p for p, high in self._start_ends.items() if high > low_of[p]}
-        if not self._remaining:
-            self.caught_up.set()
-        self._thread = threading.Thread(target=self._run, name="gateway-live-log", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.client_id, daemon=True)
         self._thread.start()
 
-    def listen(self, conversation_id: str, turn_id: str | None = None, *, live_only: bool = False,
-               user_id: str | None = None) -> Listener:
-        """Register a listener on the running loop; call `forget` when done with it."""
-        listener = Listener(conversation_id, turn_id, live_only, asyncio.get_running_loop(), user_id=user_id)
-        with self._lock:
-            self._listeners.add(listener)
-        return listener
-
-    def forget(self, listener: Listener) -> None:
-        with self._lock:
-            self._listeners.discard(listener)
-
-    def close(self) -> None:
-        """Stop the reader and wake every listener with None (its stream then ends)."""
+    def _stop(self) -> None:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(10)
         if self._consumer is not None:
             self._consumer.close()
-        with self._lock:
-            listeners, self._listeners = self._listeners, set()
-        for listener in listeners:
-            listener.deliver(None)
 
     def _run(self) -> None:
         assert self._consumer is not None
@@ -143,12 +111,76 @@ class LiveLog:
                         self.failure = str(failure)
                         log.warning("reading %s: %s", self.topic, failure)
                     continue
-                offset, partition = message.offset(), message.partition()
-                assert offset is not None and partition is not None
                 self.failure = None
-                self._handle(offset >= self._start_ends.get(partition, 0), message.value())
-            if not self.caught_up.is_set():
-                self._check_caught_up(self._consumer)
+                self._on_message(message)
+            self._after_batch(self._consumer)
+
+    def _on_message(self, message: Message) -> None:
+        raise NotImplementedError
+
+    def _after_batch(self, consumer: Consumer) -> None:
+        """Called after each poll, messages or not."""
+
+
+class LiveLog(TopicTail):
+    """The process's single reader of conversation-events; start() once, close() at shutdown."""
+
+    def __init__(self, settings: Settings, codec: Codec, on_event: Callable[[Envelope], None]) -> None:
+        super().__init__(settings, settings.topic(CONVERSATION_EVENTS), "agentlog-gateway")
+        self.codec = codec
+        self.on_event = on_event
+        self.partitions = 0
+        self.caught_up = threading.Event()
+        self._start_ends: dict[int, int] = {}
+        self._listeners: set[Listener] = set()
+        self._lock = threading.Lock()
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._remaining: set[int] = set()
+
+    def start(self) -> None:
+        """Assign every partition from its beginning (blocking: call it off the event loop)."""
+        consumer, partitions = self._open()
+        assignment = []
+        low_of: dict[int, int] = {}
+        for partition in partitions:
+            low, high = watermarks(consumer, self.topic, partition)
+            self._start_ends[partition] = high
+            low_of[partition] = low
+            assignment.append(TopicPartition(self.topic, partition, low))
+        self.partitions = len(assignment)
+        self._remaining = {p for p, high in self._start_ends.items() if high > low_of[p]}
+        if not self._remaining:
+            self.caught_up.set()
+        self._follow(consumer, assignment)
+
+    def listen(self, conversation_id: str, turn_id: str | None = None, *, live_only: bool = False,
+               user_id: str | None = None) -> Listener:
+        """Register a listener on the running loop; call `forget` when done with it."""
+        listener = Listener(conversation_id, turn_id, live_only, asyncio.get_running_loop(), user_id=user_id)
+        with self._lock:
+            self._listeners.add(listener)
+        return listener
+
+    def forget(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners.discard(listener)
+
+    def close(self) -> None:
+        """Stop the reader and wake every listener with None (its stream then ends)."""
+        self._stop()
+        with self._lock:
+            listeners, self._listeners = self._listeners, set()
+        for listener in listeners:
+            listener.deliver(None)
+
+    def _on_message(self, message: Message) -> None:
+        offset, partition = message.offset(), message.partition()
+        assert offset is not None and partition is not None
+        self._handle(offset >= self._start_ends.get(partition, 0), message.value())
+
+    def _after_batch(self, consumer: Consumer) -> None:
+        if not self.caught_up.is_set():
+            self._check_caught_up(consumer)
 
     def _check_caught_up(self, consumer: Consumer) -> None:
         """Positions, not messages, say when the start-up backlog is read: a partition's last

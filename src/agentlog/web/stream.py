@@ -18,16 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_END, Message, TopicPartition
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from agentlog.config import Settings
-from agentlog.errors import AgentlogError
-from agentlog.kafka.client import consumer_config, poll_batch
 from agentlog.kafka.topics import ANSWER_STREAM
 from agentlog.services.synthesis.deltas import AnswerDelta
 from agentlog.web.auth import ConversationId, OwnerOrNew
+from agentlog.web.live import TopicTail
 
 log = logging.getLogger(__name__)
 
@@ -67,29 +66,18 @@ class DeltaListener:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, delta)
 
 
-class AnswerStreamLog:
+class AnswerStreamLog(TopicTail):
     """The process's single reader of answer-stream; start() once, close() at shutdown."""
 
     def __init__(self, settings: Settings) -> None:
-        self.topic = settings.topic(ANSWER_STREAM)
-        self.settings = settings
+        super().__init__(settings, settings.topic(ANSWER_STREAM), "agentlog-gateway-deltas")
         self._listeners: dict[str, set[DeltaListener]] = {}
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._consumer: Consumer | None = None
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Assign every partition from its end (blocking: call it off the event loop)."""
-        consumer = Consumer(consumer_config(self.settings, None, "agentlog-gateway-deltas"))
-        metadata = consumer.list_topics(self.topic, timeout=30).topics.get(self.topic)
-        if metadata is None or metadata.error is not None:
-            consumer.close()
-            raise AgentlogError(f"topic {self.topic} does not exist; run `agentlog init`")
-        consumer.assign([TopicPartition(self.topic, p, OFFSET_END) for p in sorted(metadata.partitions)])
-        self._consumer = consumer
-        self._thread = threading.Thread(target=self._run, name="gateway-answer-stream", daemon=True)
-        self._thread.start()
+        consumer, partitions = self._open()
+        self._follow(consumer, [TopicPartition(self.topic, p, OFFSET_END) for p in partitions])
 
     def listen(self, conversation_id: str) -> DeltaListener:
         listener = DeltaListener(conversation_id, asyncio.get_running_loop())
@@ -105,38 +93,21 @@ class AnswerStreamLog:
                 self._listeners.pop(listener.conversation_id, None)
 
     def close(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        if self._consumer is not None:
-            self._consumer.close()
+        self._stop()
         with self._lock:
             listeners = [listener for group in self._listeners.values() for listener in group]
             self._listeners.clear()
         for listener in listeners:
             listener.deliver(None)
 
-    def _run(self) -> None:
-        assert self._consumer is not None
-        while not self._stopping.is_set():
-            try:
-                messages = poll_batch(self._consumer, 500, 0.2)
-            except KafkaException as error:  # the reader must outlive a transient client error
-                log.warning("reading %s failed: %s", self.topic, error)
-                continue
-            for message in messages:
-                failure = message.error()
-                if failure is not None:
-                    if failure.code() != KafkaError._PARTITION_EOF:
-                        log.warning("reading %s: %s", self.topic, failure)
-                    continue
-                delta = delta_from_json(message.value())
-                if delta is None:
-                    continue
-                with self._lock:
-                    targets = list(self._listeners.get(delta.conversation_id, ()))
-                for listener in targets:
-                    listener.deliver(delta)
+    def _on_message(self, message: Message) -> None:
+        delta = delta_from_json(message.value())
+        if delta is None:
+            return
+        with self._lock:
+            targets = list(self._listeners.get(delta.conversation_id, ()))
+        for listener in targets:
+            listener.deliver(delta)
 
 
 def stream_router(settings: Settings) -> APIRouter:
