@@ -9,10 +9,13 @@ thread pool, off the event loop.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Engine, func, select
@@ -21,7 +24,7 @@ from sqlalchemy.orm import Session
 from agentlog.config import Settings
 from agentlog.reviews.db import database_url, open_database
 from agentlog.reviews.models import Product, Review, as_utc
-from agentlog.reviews.summary import ReviewSummaries, Summarizer, configured_summarizer
+from agentlog.reviews.summary import AgentSummarizer, ReviewSummaries, Summarizer, configured_summarizer
 
 ProductId = Annotated[int, PathParam(ge=1, le=2**31 - 1, description="the product's id")]
 
@@ -68,8 +71,21 @@ def reviews_router(settings: Settings, *, database: str | None = None,
     """The API over the database at `database` (default DATABASE_URL, else var/reviews.sqlite), with
     summaries from `summarizer` (default: the agent, AGENTLOG_REVIEW_SUMMARY_TIMEOUT_S deadline)."""
     engine: Engine = open_database(database or database_url(settings))
-    summaries = ReviewSummaries(engine, summarizer or configured_summarizer(settings))
-    router = APIRouter(prefix="/api/products", tags=["reviews"])
+    agent: AgentSummarizer | None = None
+    if summarizer is None:
+        summarizer = agent = configured_summarizer(settings)
+    summaries = ReviewSummaries(engine, summarizer)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:  # the summarizer this router made owns a producer: flush it and let it go
+            if agent is not None:
+                await asyncio.to_thread(agent.close)
+            engine.dispose()
+
+    router = APIRouter(prefix="/api/products", tags=["reviews"], lifespan=lifespan)
 
     @router.get("")
     def list_products() -> list[dict[str, Any]]:
