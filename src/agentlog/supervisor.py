@@ -43,7 +43,7 @@ def spawn_command(argv: Sequence[str], log_path: Path, env: Mapping[str, str] | 
 class Supervised:
     name: str
     command: list[str]
-    env: dict[str, str] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # on top of the supervisor's environment at each start
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -63,7 +63,7 @@ class Supervisor:
                  commands: Mapping[str, Sequence[str]] | None = None, scale: Mapping[str, int] | None = None) -> None:
         self.settings = settings
         self.children = [Supervised(name if i == 0 else f"{name}.{i}", service_command(name),
-                                    None if i == 0 else {**os.environ, "AGENTLOG_INSTANCE": str(i)})
+                                    {} if i == 0 else {"AGENTLOG_INSTANCE": str(i)})
                          for name in services for i in range((scale or {}).get(name, 1))]
         self.children += [Supervised(name, list(argv)) for name, argv in (commands or {}).items()]
         self.stopping = threading.Event()
@@ -96,7 +96,7 @@ class Supervisor:
                 child.process = None
                 child.next_start = now + delay
             if now >= child.next_start:
-                env = service_env(self.settings, child.name.partition(".")[0], child.env or os.environ)
+                env = service_env(self.settings, child.name.partition(".")[0], {**os.environ, **child.env})
                 child.process = spawn_command(child.command, self.log_path(child.name), env)
                 child.started_at = now
                 log.info("started %s (pid %s)", child.name, child.process.pid)

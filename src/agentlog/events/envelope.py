@@ -9,7 +9,7 @@ consumer drops the second.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -18,6 +18,14 @@ Kind = Literal["command", "event"]
 
 ID_NAMESPACE = uuid.UUID("5b0c7c38-2f51-4d35-9f0c-6a1e3f3f7a11")
 SCHEMA_VERSION = 1
+# A conversation's history: its questions, its answers, and the resets that forget them (the history
+# projection and the router's memory both fold exactly these).
+HISTORY_EVENT_TYPES = frozenset({"UserQueryReceived", "FinalAnswerSynthesized", "UserHistoryReset"})
+
+
+def event_subjects(types: Iterable[str]) -> frozenset[str]:
+    """The subjects (as in the subject header) of these event types."""
+    return frozenset(f"event.{t}" for t in types)
 
 
 def derive_id(*parts: object) -> str:

@@ -31,7 +31,15 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from agentlog.errors import BrokerError
-from agentlog.kafka.secure import admin_config, create_users, ensure_material, format_args, is_secured, server_properties
+from agentlog.kafka.secure import (
+    admin_config,
+    create_users,
+    ensure_material,
+    format_args,
+    is_secured,
+    server_properties,
+    write_private,
+)
 
 KAFKA_VERSION = "4.1.1"
 LIB_DIR_ENV = "AGENTLOG_KAFKA_LIB_DIR"
@@ -338,8 +346,8 @@ class LocalBroker:
         }
         if is_secured(self.kafka_dir):
             props.update(server_properties(self.kafka_dir, port, controller_port))
-        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-        self.config_path.chmod(0o600)  # a secured broker's holds the admin password
+        # a secured broker's holds the admin password
+        write_private(self.config_path, "".join(f"{k}={v}\n" for k, v in props.items()).encode())
         (self.kafka_dir / "log4j2.properties").write_text(_LOG4J2)
 
     def _format(self, java: list[str]) -> None:
@@ -358,6 +366,7 @@ class LocalBroker:
     def _wait_ready(self, proc: subprocess.Popen[bytes], port: int, bootstrap: str, timeout: float) -> None:
         """Poll until the listener accepts and answers metadata; fail fast if the JVM dies."""
         deadline = time.monotonic() + timeout
+        admin = admin_config(self.kafka_dir)
         while True:
             code = proc.poll()
             if code is not None:
@@ -367,7 +376,7 @@ class LocalBroker:
             if remaining <= 0:
                 self._stop_unlocked(10)
                 raise BrokerError(f"Kafka not ready within {timeout} s (stopped it)\n{self._log_tails()}")
-            if _accepting(port) and _metadata_ok(bootstrap, min(2.0, remaining), admin_config(self.kafka_dir)):
+            if _accepting(port) and _metadata_ok(bootstrap, min(2.0, remaining), admin):
                 return
             time.sleep(0.1)
 

@@ -91,7 +91,7 @@ ROLES: dict[str, Role] = {
     "router": _loop(CONVERSATION_EVENTS, group="router"),
     "orchestrator": _loop(CONVERSATION_EVENTS, TOOL_INVOCATION_REQUESTS, group="orchestrator"),
     # tool pools run in their own groups and transactional ids: tool-worker.<tools>
-    "tool-worker": _loop(CONVERSATION_EVENTS, group="tool-worker*"),
+    "tool-worker": _loop(CONVERSATION_EVENTS, ANSWER_STREAM, group="tool-worker*"),  # generalChat streams
     "aggregator": _loop(SYNTHESIS_REQUESTS, group="aggregator"),
     "synthesis": _loop(CONVERSATION_EVENTS, ANSWER_STREAM, group="synthesis"),
     "projection": Role(reads=(CONVERSATION_EVENTS, SCHEMA_REGISTRY)),
@@ -167,7 +167,8 @@ def is_secured(kafka_dir: Path) -> bool:
     return (secure_dir(kafka_dir) / "broker.pem").is_file()
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Created 0600: never readable by others, not even for a moment."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
@@ -228,17 +229,17 @@ def ensure_material(kafka_dir: Path) -> None:
     broker_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     broker = _certificate(BROKER, broker_key, ca, ca_key)
     ca_pem = ca.public_bytes(serialization.Encoding.PEM)
-    _write_private(directory / "ca-key.pem", _pem_key(ca_key))
-    _write_private(directory / "ca.pem", ca_pem)
+    write_private(directory / "ca-key.pem", _pem_key(ca_key))
+    write_private(directory / "ca.pem", ca_pem)
     for principal in (ADMIN, *PRINCIPALS):
-        _write_private(credentials_path(kafka_dir, principal),
+        write_private(credentials_path(kafka_dir, principal),
                        client_properties(principal, secrets.token_urlsafe(24), directory / "ca.pem").encode())
         key = ec.generate_private_key(ec.SECP256R1())  # for mutual TLS; EC keys are quick to make
         certificate = _certificate(principal, key, ca, ca_key).public_bytes(serialization.Encoding.PEM)
-        _write_private(directory / "clients" / f"{principal}.pem", certificate)
-        _write_private(directory / "clients" / f"{principal}-key.pem", _pem_key(key))
+        write_private(directory / "clients" / f"{principal}.pem", certificate)
+        write_private(directory / "clients" / f"{principal}-key.pem", _pem_key(key))
     # written last: its presence is what `is_secured` checks
-    _write_private(directory / "broker.pem", _pem_key(broker_key) + broker.public_bytes(serialization.Encoding.PEM)
+    write_private(directory / "broker.pem", _pem_key(broker_key) + broker.public_bytes(serialization.Encoding.PEM)
                    + ca_pem)
 
 
@@ -270,7 +271,7 @@ def _mtls_listener_port(kafka_dir: Path) -> int:
         recorded.write_text(f"{port}\n")
     for principal in (ADMIN, *PRINCIPALS):
         clients = directory / "clients"
-        _write_private(mtls_credentials_path(kafka_dir, principal), (
+        write_private(mtls_credentials_path(kafka_dir, principal), (
             f"# agentlog principal {principal} on the local secured broker, by certificate\n"
             f"bootstrap.servers=127.0.0.1:{port}\nsecurity.protocol=SSL\nssl.ca.location={directory / 'ca.pem'}\n"
             f"ssl.certificate.location={clients / f'{principal}.pem'}\n"

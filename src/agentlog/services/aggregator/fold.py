@@ -11,15 +11,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from agentlog.events.envelope import Envelope, caused_by
+from agentlog.events.envelope import Envelope, caused_by, event_subjects
 from agentlog.kafka.eos import Output
 from agentlog.kafka.topics import SYNTHESIS_REQUESTS
 from agentlog.state.fold import Decision
 
 SOURCE = "aggregator"
+FOLDED = ("UserQueryReceived", "PlanGenerated", "ToolInvocationResulted", "PlanStepCompleted")
+ENDING = ("PlanCompleted", "PlanFailed")
 # The only subjects `AggregatorDecider.decide` reacts to: the loop skips the rest unread.
-SUBJECTS = frozenset(f"event.{t}" for t in ("UserQueryReceived", "PlanGenerated", "ToolInvocationResulted",
-                                             "PlanStepCompleted", "PlanCompleted", "PlanFailed"))
+SUBJECTS = event_subjects(FOLDED + ENDING)
 
 
 @dataclass(frozen=True)
@@ -96,12 +97,12 @@ class AggregatorDecider:
         turn = state.turns.get(event.turn_id) or _new_turn()
         if turn["done"]:
             return Decision(state, [])
-        if event.type in ("PlanCompleted", "PlanFailed"):
+        if event.type in ENDING:
             outcome = "completed" if event.type == "PlanCompleted" else "failed"
             request = _synthesis_request(turn, outcome, event.payload.get("reason"))
             output = Output(SYNTHESIS_REQUESTS, caused_by(event, "command", "SynthesizeFinalAnswerRequested",
                                                           request, source=SOURCE, now=now))
             return Decision(replace(state, turns={**state.turns, event.turn_id: {"done": True}}), [output])
-        if event.type in ("UserQueryReceived", "PlanGenerated", "ToolInvocationResulted", "PlanStepCompleted"):
+        if event.type in FOLDED:
             return Decision(replace(state, turns={**state.turns, event.turn_id: _fold_turn(turn, event)}), [])
         return Decision(state, [])

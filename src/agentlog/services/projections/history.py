@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentlog.events.envelope import Envelope
+from agentlog.events.envelope import HISTORY_EVENT_TYPES, Envelope
 
-RELEVANT_TYPES = frozenset({"UserQueryReceived", "FinalAnswerSynthesized", "UserHistoryReset"})
+RELEVANT_TYPES = HISTORY_EVENT_TYPES
 
 
 def is_relevant(event: Envelope) -> bool:

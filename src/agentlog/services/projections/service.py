@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from agentlog.config import Settings
 from agentlog.errors import AgentlogError, InvalidMessageError
 from agentlog.events.codec import Codec, subject_header
-from agentlog.events.envelope import Envelope
+from agentlog.events.envelope import Envelope, event_subjects
 from agentlog.events.registry import SchemaRegistry
 from agentlog.faults import pause_point
 from agentlog.kafka.client import consumer_config, poll_batch
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 # Events whose subject header names anything else are skipped unread (most of a turn's events).
-RELEVANT_SUBJECTS = frozenset(f"event.{t}" for t in RELEVANT_TYPES)
+RELEVANT_SUBJECTS = event_subjects(RELEVANT_TYPES)
 REBUILD_BATCH_SIZE = 10_000  # a rebuild has no reader waiting on it: fewer, larger SQLite transactions
 POLL_TIMEOUT_S = 0.25
 

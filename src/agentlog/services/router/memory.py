@@ -23,12 +23,12 @@ from datetime import datetime
 from typing import Any
 
 from agentlog.errors import ConfigurationError
-from agentlog.events.envelope import Envelope
+from agentlog.events.envelope import HISTORY_EVENT_TYPES, Envelope
 from agentlog.events.plan import Plan
 from agentlog.state.fold import Decision
 
 RECALL_TOOL = "recallConversation"  # answers "what did I ask before?" from the window (tools/recall.py)
-MEMORY_EVENTS = frozenset({"UserQueryReceived", "FinalAnswerSynthesized", "UserHistoryReset"})
+MEMORY_EVENTS = HISTORY_EVENT_TYPES
 # Plan steps whose tool receives the window, and the argument that carries it.
 MEMORY_ARGUMENTS = {"generalChat": "history", RECALL_TOOL: "turns"}
 MAX_WAITING = 16  # questions awaiting an answer, per conversation

@@ -21,7 +21,7 @@ from datetime import datetime
 from confluent_kafka import Message, TopicPartition
 
 from agentlog.errors import AgentlogError, ConfigurationError
-from agentlog.events.envelope import Envelope, caused_by
+from agentlog.events.envelope import Envelope, caused_by, event_subjects
 from agentlog.events.plan import Plan, PlanError
 from agentlog.kafka.eos import Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS
@@ -40,7 +40,7 @@ from agentlog.state.fold import FoldHandler
 from agentlog.state.store import PartitionStore
 
 SOURCE = "router"
-MEMORY_SUBJECTS = frozenset(f"event.{t}" for t in MEMORY_EVENTS)
+MEMORY_SUBJECTS = event_subjects(MEMORY_EVENTS)
 
 
 class RouterHandler(FoldHandler[MemoryState]):
@@ -74,7 +74,7 @@ class RouterHandler(FoldHandler[MemoryState]):
         partition = message.partition()
         assert partition is not None
         if message.topic() == self._events_topic():
-            return super().handle(envelope, message, now) if envelope.type in MEMORY_EVENTS else []
+            return super().handle(envelope, message, now)  # wants() let only memory events through
         outputs = self._command(envelope, partition, now)
         for output in outputs:  # forget at once, not when the reset is read back
             if output.envelope.type == "UserHistoryReset":
