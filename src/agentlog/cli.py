@@ -7,7 +7,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -16,6 +16,9 @@ from rich.table import Table
 
 from agentlog.config import Settings
 from agentlog.errors import AgentlogError
+
+if TYPE_CHECKING:
+    from agentlog.events.envelope import Envelope
 
 app = typer.Typer(help="agentlog: a durable, auditable LLM agent on Apache Kafka.", no_args_is_help=True)
 kafka_app = typer.Typer(help="The local single-node Kafka broker (KRaft).", no_args_is_help=True)
@@ -320,7 +323,6 @@ def ask(
     from agentlog.conversation import ConversationClient, EventWatcher, TurnTimeout, follow_turn
     from agentlog.events.codec import Codec
     from agentlog.events.registry import SchemaRegistry
-    from agentlog.ops.replay import control_summary
 
     settings = _settings()
     conversation_id = conversation or f"conv-{uuid.uuid4().hex[:16]}"
@@ -338,7 +340,7 @@ def ask(
                 console.print(event.payload["message"])
             elif not quiet:
                 console.print(f"[dim]+{event.timestamp_ms - first_ms:>6} ms[/dim]  {event.type:<26} "
-                              f"[dim]{event.source}[/dim] {control_summary(event) or _summary(event.payload)}")
+                              f"[dim]{event.source}[/dim] {_summary(event)}")
             if event.type == "ApprovalRequested":  # the turn waits for a person: say how to answer
                 console.print(f"[yellow]{event.payload['tool']} needs approval[/yellow]: agentlog approve|deny|cancel "
                               f"{sent.turn_id} --conversation {conversation_id}")
@@ -350,9 +352,13 @@ def ask(
         console.print(f"[dim]conversation {conversation_id}, turn {sent.turn_id}[/dim]")
 
 
-def _summary(payload: object) -> str:
-    if not isinstance(payload, dict):
-        return ""
+def _summary(event: Envelope) -> str:
+    """The detail column of `ask` and `replay`: who decided what for control events, else the payload's gist."""
+    from agentlog.ops.replay import control_summary
+
+    if (control := control_summary(event)) is not None:
+        return control
+    payload = event.payload
     for key in ("tool", "reason", "userInput"):
         if key in payload:
             extra = f" {payload.get('stepId', '')}#{payload.get('attempt', '')}" if key == "tool" else ""
@@ -370,7 +376,7 @@ def replay(
 ) -> None:
     """The conversation's history from the log: who did what, when, and how long it took."""
     from agentlog.events.codec import Codec
-    from agentlog.ops.replay import control_summary, conversation_events, memory_lines, state_at, verify
+    from agentlog.ops.replay import conversation_events, memory_lines, state_at, verify
 
     settings = _settings()
     events = conversation_events(settings, Codec(), conversation_id)
@@ -381,7 +387,7 @@ def replay(
     previous = start
     for index, event in enumerate(events):
         table.add_row(str(index), event.timestamp[11:23], f"{event.timestamp_ms - previous:+d}", event.turn_id[:8],
-                      event.type, event.source, control_summary(event) or _summary(event.payload))
+                      event.type, event.source, _summary(event))
         previous = event.timestamp_ms
     console.print(table)
     if memory := memory_lines(events):

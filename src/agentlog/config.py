@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,30 @@ _MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 def project_root() -> Path:
     """The directory holding var/ and data/: AGENTLOG_HOME, else the current directory."""
     return Path(os.environ.get("AGENTLOG_HOME", os.getcwd())).resolve()
+
+
+def var_dir_from_env(env: Mapping[str, str] | None = None) -> Path:
+    """Where state lives: AGENTLOG_VAR_DIR, else var/ under the project root (see Settings.var_dir)."""
+    env = os.environ if env is None else env
+    return Path(env.get("AGENTLOG_VAR_DIR", str(project_root() / "var"))).resolve()
+
+
+def positive_number(env: Mapping[str, str], name: str, default: float) -> float:
+    """The number in env var `name`, or `default` when unset or empty.
+
+    Raises a ConfigurationError naming the variable for anything that is not a positive number, so
+    a typo stops the process at start-up instead of becoming a zero timeout or an endless wait.
+    """
+    raw = env.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as error:
+        raise ConfigurationError(f"{name} must be a number, not {raw!r}") from error
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be positive, not {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -82,17 +107,17 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        var_dir = Path(env.get("AGENTLOG_VAR_DIR", str(project_root() / "var"))).resolve()
+        state_root = var_dir_from_env(env)
         bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS") or None
         prefix = env.get("AGENTLOG_TOPIC_PREFIX", "")
         if not _PREFIX_PATTERN.match(prefix):
             raise ConfigurationError(f"AGENTLOG_TOPIC_PREFIX {prefix!r} may hold only letters, digits, . _ -")
-        local_cli = None if bootstrap else credentials_path(var_dir / "kafka", "cli")
+        local_cli = None if bootstrap else credentials_path(state_root / "kafka", "cli")
         extra = {**security_config(env, default_file=local_cli),
                  **{key[len("AGENTLOG_RDKAFKA_") :].lower().replace("_", "."): value
                     for key, value in env.items() if key.startswith("AGENTLOG_RDKAFKA_")}}
         return cls(
-            var_dir=var_dir,
+            var_dir=state_root,
             bootstrap_servers=bootstrap,
             external_cluster=bootstrap is not None,
             topic_prefix=prefix,

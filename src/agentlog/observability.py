@@ -82,24 +82,36 @@ def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
     return sorted((v for v in found if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with each secret, as written and as escaped inside a JSON string, replaced by [REDACTED]."""
-    for secret in secrets:
-        for form in {secret, orjson.dumps(secret).decode()[1:-1]}:
-            text = text.replace(form, REDACTED)
+def secret_forms(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Each secret as written and as escaped inside a JSON string (how a JSON log line holds it),
+    longest first so that a secret containing another is replaced whole."""
+    forms = {form for secret in secrets for form in (secret, orjson.dumps(secret).decode()[1:-1])}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def _replace_forms(text: str, forms: Iterable[str]) -> str:
+    for form in forms:
+        text = text.replace(form, REDACTED)
     return text
 
 
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each secret, as written and as escaped inside a JSON string, replaced by [REDACTED]."""
+    return _replace_forms(text, secret_forms(secrets))
+
+
 class RedactingFormatter(logging.Formatter):
-    """Formats with `inner`, then redacts the secrets: one place covers messages, arguments and tracebacks."""
+    """Formats with `inner`, then redacts the secrets: one place covers messages, arguments and tracebacks.
+
+    The secrets come from the environment at setup, so their forms are encoded once, not per line."""
 
     def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
         super().__init__()
         self.inner = inner
-        self.secrets = list(secrets)
+        self.forms = secret_forms(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(self.inner.format(record), self.secrets)
+        return _replace_forms(self.inner.format(record), self.forms)
 
 
 def log_handler(service: str, stream: TextIO) -> logging.Handler:

@@ -72,14 +72,7 @@ class Codec:
         return orjson.dumps(data)
 
     def decode(self, raw: bytes | None) -> Envelope:
-        if raw is None:
-            raise InvalidMessageError("empty message (no value)")
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as error:
-            raise InvalidMessageError(f"not valid JSON: {error}") from error
-        if not isinstance(data, dict):
-            raise InvalidMessageError(f"expected a JSON object, got {type(data).__name__}")
+        data = _json_object(raw)
         kind, type_ = data.get("kind"), data.get("type")
         if not isinstance(kind, str) or not isinstance(type_, str):
             raise InvalidMessageError("missing envelope fields 'kind' and 'type'")
@@ -90,3 +83,21 @@ class Codec:
         """Validate and serialise a non-enveloped record (e.g. a dead letter)."""
         self._validate(subject, 1, dict(record))
         return orjson.dumps(dict(record))
+
+    def decode_record(self, subject: str, raw: bytes | None) -> dict[str, Any]:
+        """Parse and validate a non-enveloped record; raises InvalidMessageError like `decode`."""
+        data = _json_object(raw)
+        self._validate(subject, 1, data)
+        return data
+
+
+def _json_object(raw: bytes | None) -> dict[str, Any]:
+    if raw is None:
+        raise InvalidMessageError("empty message (no value)")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise InvalidMessageError(f"not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise InvalidMessageError(f"expected a JSON object, got {type(data).__name__}")
+    return data

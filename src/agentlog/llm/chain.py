@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agentlog.config import positive_number
 from agentlog.errors import ConfigurationError
 from agentlog.llm.base import ChatMessage, ChatModel, Completion, LLMUnavailable
 from agentlog.llm.http import ProviderError
@@ -167,19 +168,6 @@ def chain_members(model: ChatModel) -> tuple[ChatModel, ...]:
     return model.members if isinstance(model, ProviderChain) else (model,)
 
 
-def _number(env: Mapping[str, str], key: str, default: float) -> float:
-    raw = env.get(key)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as error:
-        raise ConfigurationError(f"{key} must be a number, not {raw!r}") from error
-    if value <= 0:
-        raise ConfigurationError(f"{key} must be positive, not {raw!r}")
-    return value
-
-
 def configured_chat_model(env: Mapping[str, str] | None = None, *, clock: Clock = time.monotonic,
                           sleep: Callable[[float], None] = time.sleep) -> ChatModel | None:
     """The chain of configured providers, or None when none is (callers then work offline).
@@ -192,10 +180,10 @@ def configured_chat_model(env: Mapping[str, str] | None = None, *, clock: Clock 
     from agentlog.llm.openai import OpenAIChat
 
     env = os.environ if env is None else env
-    timeout_s = _number(env, "AGENTLOG_LLM_TIMEOUT_S", 20.0)
-    retry = RetryPolicy(max_attempts=int(_number(env, "AGENTLOG_LLM_ATTEMPTS", 2)))
-    threshold = int(_number(env, "AGENTLOG_LLM_BREAKER_FAILURES", 3))
-    cooldown_s = _number(env, "AGENTLOG_LLM_BREAKER_COOLDOWN_S", 30.0)
+    timeout_s = positive_number(env, "AGENTLOG_LLM_TIMEOUT_S", 20.0)
+    retry = RetryPolicy(max_attempts=int(positive_number(env, "AGENTLOG_LLM_ATTEMPTS", 2)))
+    threshold = int(positive_number(env, "AGENTLOG_LLM_BREAKER_FAILURES", 3))
+    cooldown_s = positive_number(env, "AGENTLOG_LLM_BREAKER_COOLDOWN_S", 30.0)
     providers: list[ChatModel] = []
     if env.get("OLLAMA_HOST"):
         providers.append(OllamaChat.from_env(env, timeout_s=timeout_s))

@@ -136,19 +136,17 @@ class LLMPlanner:
         return self.plan_audited(query).plan
 
     def plan_audited(self, query: PlanningQuery) -> PlannedBy:
+        refused: list[str] = []
         if query.user_input.strip() and self.models and self.tools:
             messages = self.messages(query)
             failures: list[str] = []
-            refused: list[str] = []
             for model in self.models:
                 try:
-                    planned = self._ask(model, messages, refused)
-                    return replace(planned, refused=tuple(refused))
+                    return replace(self._ask(model, messages, refused), refused=tuple(refused))
                 except LLMUnavailable as error:
                     failures.append(str(error))
             log.warning("LLM planning failed, using %s: %s", self.fallback.name, "; ".join(failures))
-            return PlannedBy(self.fallback.plan(query), self.fallback.name, None, tuple(refused))
-        return PlannedBy(self.fallback.plan(query), self.fallback.name, None)
+        return PlannedBy(self.fallback.plan(query), self.fallback.name, None, tuple(refused))
 
     def messages(self, query: PlanningQuery) -> list[ChatMessage]:
         messages: list[ChatMessage] = [{"role": "system", "content": self._system}]

@@ -29,7 +29,7 @@ from confluent_kafka import KafkaException
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from agentlog.config import Settings
+from agentlog.config import Settings, positive_number
 from agentlog.conversation import ConversationClient, EventWatcher, follow_turn
 from agentlog.errors import AgentlogError
 from agentlog.events.codec import Codec
@@ -163,12 +163,8 @@ class AgentSummarizer:
 
 def configured_summarizer(settings: Settings) -> AgentSummarizer:
     """The agent with AGENTLOG_REVIEW_SUMMARY_TIMEOUT_S (default 20) as its deadline."""
-    raw = os.environ.get("AGENTLOG_REVIEW_SUMMARY_TIMEOUT_S", "")
-    try:
-        timeout = float(raw) if raw else DEFAULT_TIMEOUT_S
-    except ValueError as error:
-        raise ValueError(f"AGENTLOG_REVIEW_SUMMARY_TIMEOUT_S must be a number of seconds, not {raw!r}") from error
-    return AgentSummarizer(settings, timeout=timeout)
+    return AgentSummarizer(settings, timeout=positive_number(os.environ, "AGENTLOG_REVIEW_SUMMARY_TIMEOUT_S",
+                                                             DEFAULT_TIMEOUT_S))
 
 
 @dataclass(frozen=True)

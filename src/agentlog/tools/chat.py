@@ -68,7 +68,6 @@ def _answer_sink(context: ToolContext | None) -> TextSink:
     from agentlog.llm.streaming import NullSink
     from agentlog.services.synthesis.deltas import shared_publisher
 
-    publisher = shared_publisher("tool-worker-deltas") if context is not None else None
-    if context is None or publisher is None:
-        return NullSink()
-    return publisher.turn(context.conversation_id, context.turn_id, "")
+    if context is not None and (publisher := shared_publisher("tool-worker-deltas")) is not None:
+        return publisher.turn(context.conversation_id, context.turn_id, "")
+    return NullSink()

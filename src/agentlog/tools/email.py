@@ -7,34 +7,26 @@ call never sends twice and tests can count the effects. Swap `_deliver` for SMTP
 
 from __future__ import annotations
 
-import os
-import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from agentlog.config import project_root
+from agentlog.config import var_dir_from_env
+from agentlog.tools.effects import connect, insert_once
 from agentlog.tools.registry import ToolContext, ToolOutput, tool
+
+_SCHEMA = ("CREATE TABLE IF NOT EXISTS outbox (idempotency_key TEXT PRIMARY KEY, recipient TEXT, "
+           "subject TEXT, body TEXT, invocation_id TEXT)")
 
 
 def outbox_path() -> Path:
-    var_dir = Path(os.environ.get("AGENTLOG_VAR_DIR", str(project_root() / "var")))
-    return var_dir / "outbox" / "email.sqlite"
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=30)
-    db.execute("CREATE TABLE IF NOT EXISTS outbox (idempotency_key TEXT PRIMARY KEY, recipient TEXT, "
-               "subject TEXT, body TEXT, invocation_id TEXT)")
-    return db
+    return var_dir_from_env() / "outbox" / "email.sqlite"
 
 
 def _deliver(context: ToolContext, to: str, subject: str, body: str) -> bool:
     """Put the message in the outbox once per idempotency key; True if this call sent it."""
-    with _connect(outbox_path()) as db:
-        cursor = db.execute("INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?)",
-                            (context.idempotency_key, to, subject, body, context.invocation_id))
-        return cursor.rowcount == 1
+    return insert_once(outbox_path(), _SCHEMA, "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?)",
+                       (context.idempotency_key, to, subject, body, context.invocation_id))
 
 
 def sent_emails(path: Path | None = None) -> list[dict[str, Any]]:
@@ -42,7 +34,7 @@ def sent_emails(path: Path | None = None) -> list[dict[str, Any]]:
     path = path or outbox_path()
     if not path.exists():
         return []
-    with _connect(path) as db:
+    with closing(connect(path, _SCHEMA)) as db:
         rows = db.execute("SELECT idempotency_key, recipient, subject, body FROM outbox ORDER BY rowid").fetchall()
     return [{"idempotencyKey": key, "to": to, "subject": subject, "body": body} for key, to, subject, body in rows]
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from agentlog.config import positive_number
+from agentlog.errors import ConfigurationError
 from agentlog.tools.registry import ToolError
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -26,12 +28,11 @@ RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
 def _positive(name: str, default: float, env: Mapping[str, str] | None) -> float:
-    raw = (os.environ if env is None else env).get(name, "")
+    """The setting, with a bad value reported as this call's NotConfigured failure."""
     try:
-        value = float(raw) if raw else default
-    except ValueError:
-        raise ToolError(f"{name} must be a number, not {raw!r}", error_type="NotConfigured") from None
-    return value if value > 0 else default
+        return positive_number(os.environ if env is None else env, name, default)
+    except ConfigurationError as error:
+        raise ToolError(str(error), error_type="NotConfigured") from None
 
 
 def timeout_s(env: Mapping[str, str] | None = None) -> float:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 
+from agentlog.tools.effects import insert_once
 from agentlog.tools.registry import ToolContext, ToolError, ToolOutput, tool
 
 
@@ -37,12 +37,10 @@ def _record_start(context: ToolContext, label: str) -> None:
 
 def _record_effect(context: ToolContext, label: str) -> bool:
     """Insert the effect row once per idempotency key; True if this call made the effect."""
-    with sqlite3.connect(_directory() / "effects.sqlite", timeout=30) as db:
-        db.execute("CREATE TABLE IF NOT EXISTS effects (idempotency_key TEXT PRIMARY KEY, label TEXT, "
-                   "invocation_id TEXT, attempt INTEGER)")
-        cursor = db.execute("INSERT OR IGNORE INTO effects VALUES (?, ?, ?, ?)",
-                            (context.idempotency_key, label, context.invocation_id, context.attempt))
-        return cursor.rowcount == 1
+    return insert_once(_directory() / "effects.sqlite",
+                       "CREATE TABLE IF NOT EXISTS effects (idempotency_key TEXT PRIMARY KEY, label TEXT, "
+                       "invocation_id TEXT, attempt INTEGER)", "INSERT OR IGNORE INTO effects VALUES (?, ?, ?, ?)",
+                       (context.idempotency_key, label, context.invocation_id, context.attempt))
 
 
 def _effect(context: ToolContext, label: str, note: str = "") -> ToolOutput:

@@ -19,18 +19,9 @@ from fastapi import HTTPException
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentlog.config import positive_number
+
 TRACKED_USERS = 10_000  # buckets kept in memory; the least recently used user's goes first
-
-
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "")
-    try:
-        value = float(raw) if raw else default
-    except ValueError as error:
-        raise ValueError(f"{name} must be a number, not {raw!r}") from error
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, not {raw!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -44,10 +35,10 @@ class LimitConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> LimitConfig:
         """AGENTLOG_MAX_BODY_BYTES, AGENTLOG_MAX_PROMPT_CHARS, AGENTLOG_RATE_LIMIT_PER_MINUTE, AGENTLOG_RATE_LIMIT_BURST."""
         env = os.environ if env is None else env
-        return cls(int(_number(env, "AGENTLOG_MAX_BODY_BYTES", cls.max_body_bytes)),
-                   int(_number(env, "AGENTLOG_MAX_PROMPT_CHARS", cls.max_prompt_chars)),
-                   _number(env, "AGENTLOG_RATE_LIMIT_PER_MINUTE", cls.rate_per_minute),
-                   _number(env, "AGENTLOG_RATE_LIMIT_BURST", cls.rate_burst))
+        return cls(int(positive_number(env, "AGENTLOG_MAX_BODY_BYTES", cls.max_body_bytes)),
+                   int(positive_number(env, "AGENTLOG_MAX_PROMPT_CHARS", cls.max_prompt_chars)),
+                   positive_number(env, "AGENTLOG_RATE_LIMIT_PER_MINUTE", cls.rate_per_minute),
+                   positive_number(env, "AGENTLOG_RATE_LIMIT_BURST", cls.rate_burst))
 
 
 @dataclass

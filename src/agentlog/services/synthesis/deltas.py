@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,11 @@ class AnswerDelta:
     def to_json(self) -> dict[str, Any]:
         return {"conversationId": self.conversation_id, "turnId": self.turn_id, "userId": self.user_id,
                 "seq": self.seq, "text": self.text, "done": self.done}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AnswerDelta:
+        """The inverse of to_json, for a record already validated against record.AnswerDelta."""
+        return cls(data["conversationId"], data["turnId"], data["userId"], data["seq"], data["text"], data["done"])
 
 
 def _report(error: KafkaError | None, _: Message) -> None:
