@@ -72,6 +72,9 @@ def test_a_question_on_the_page_gets_its_answer_and_a_live_timeline(gateway: Gat
         page.click(".sign-in button")  # the key becomes a session cookie; the page does not keep it
         page.wait_for_function("document.getElementById('dead-letters').textContent.includes('is empty')")
         assert admin_key not in page.evaluate("JSON.stringify(localStorage) + document.cookie")
+        assert KeyStore.of(gateway.settings).revoke(admin_key.split("_")[1])
+        page.click("#dlq-refresh")  # a revoked key's session is a new anonymous user: the sign-in form is back
+        page.wait_for_selector("#admin-key")
         page.set_viewport_size({"width": 390, "height": 844})
         page.emulate_media(color_scheme="dark")
         page.click("#tab-chat")

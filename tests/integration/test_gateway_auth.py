@@ -116,7 +116,10 @@ def test_only_the_owner_can_read_stream_reset_or_continue_a_conversation(browser
         assert response.status_code == 404, (where, response.text)
         assert conversation_id in response.json()["error"]
     taken = other.post("/api/chat", json={"prompt": "mine now", "conversationId": conversation_id})
-    assert taken.status_code == 403 and "another user" in taken.json()["error"]
+    assert taken.status_code == 404, "not 403: that would confirm that the id exists"
+    unknown = new_id()
+    nobody = other.get(f"/api/conversations/{unknown}/events").json()["error"]
+    assert taken.json()["error"] == nobody.replace(unknown, conversation_id), "the answer for an id nobody used"
     assert conversation_id not in [c["conversationId"] for c in other.get("/api/conversations").json()["conversations"]]
     assert other.get("/api/conversations", params={"userId": owner}).status_code == 403
     posing = other.post("/api/chat", json={"prompt": "hi", "userId": owner})
@@ -174,7 +177,9 @@ def test_an_admin_key_signs_the_page_in_and_revoking_it_signs_it_out(gateway: Ga
     assert browser.get("/api/dead-letters").status_code == 200, "the cookie now carries the admin key"
     key_id = admin.headers["authorization"].split("_")[1]
     assert KeyStore.of(gateway.settings).revoke(key_id)
-    assert browser.get("/api/dead-letters").status_code == 401
+    signed_out = browser.get("/api/dead-letters")
+    assert signed_out.status_code == 403 and "set-cookie" in signed_out.headers, "a revoked key's session starts over"
+    assert re.fullmatch(r"user-[0-9a-f]{16}", user_of(browser)), "as a new anonymous user, not 401 for ever"
     assert admin.get("/api/dead-letters").status_code == 401
 
 
@@ -204,6 +209,8 @@ def test_without_anonymous_sessions_a_caller_needs_a_key(stack: Stack, monkeypat
         assert refused.status_code == 401 and "set-cookie" not in refused.headers
         assert refused.headers["www-authenticate"] == "Bearer" and "API key" in refused.json()["error"]
         assert closed.key_client("dave").get("/api/conversations").status_code == 200
+        probe = closed.client.get("/api/health")
+        assert probe.status_code == 200 and "topics" not in probe.json(), "a probe needs no key; topics do"
 
 
 def test_bodies_and_prompts_over_the_limits_get_413_with_the_limit_named(strict: GatewayServer) -> None:
@@ -224,12 +231,23 @@ def test_bodies_and_prompts_over_the_limits_get_413_with_the_limit_named(strict:
 
 
 def test_a_user_over_the_rate_gets_429_with_retry_after_and_others_do_not(strict: GatewayServer) -> None:
-    with httpx.Client(base_url=strict.url, timeout=60) as eager, httpx.Client(base_url=strict.url) as calm:
-        answers = [eager.post("/api/chat", json={"prompt": f"What is {n}+1?"}) for n in range(3)]
-        assert [a.status_code for a in answers[:2]] == [202, 202]
-        assert answers[2].status_code == 429 and int(answers[2].headers["retry-after"]) >= 1
-        assert "AGENTLOG_RATE_LIMIT_PER_MINUTE" in answers[2].json()["error"]
-        assert calm.post("/api/chat", json={"prompt": "What is 9+1?"}).status_code == 202
+    """Key users, as anonymous ones on this one address also share its bucket (next test)."""
+    eager, calm = strict.key_client("eager"), strict.key_client("calm")
+    answers = [eager.post("/api/chat", json={"prompt": f"What is {n}+1?"}) for n in range(3)]
+    assert [a.status_code for a in answers[:2]] == [202, 202]
+    assert answers[2].status_code == 429 and int(answers[2].headers["retry-after"]) >= 1
+    assert "AGENTLOG_RATE_LIMIT_PER_MINUTE" in answers[2].json()["error"]
+    assert calm.post("/api/chat", json={"prompt": "What is 9+1?"}).status_code == 202
+
+
+def test_dropping_the_cookie_does_not_escape_the_rate_limit(strict: GatewayServer) -> None:
+    """Each request without a cookie is a new anonymous user; their address pays all the same."""
+    codes = []
+    for n in range(3):  # the address's burst is 2
+        with httpx.Client(base_url=strict.url, timeout=60) as fresh:
+            codes.append(fresh.post("/api/chat", json={"prompt": f"What is {n}+2?"}).status_code)
+    assert codes[-1] == 429 and set(codes) <= {202, 429}, codes
+    assert strict.key_client("keyed").post("/api/chat", json={"prompt": "What is 3+2?"}).status_code == 202
 
 
 def test_cross_origin_requests_are_refused_unless_the_origin_is_configured(gateway: GatewayServer,

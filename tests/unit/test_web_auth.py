@@ -1,22 +1,36 @@
 """The gateway's identity and limit decisions, without a broker: signed session cookies, the session
-secret, hashed API keys, who owns a conversation, the stream's user filter, the token bucket."""
+secret, hashed API keys, who owns a conversation, the stream's user filter, the token bucket, CORS, SSE."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import stat
+import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from fastapi import HTTPException
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from agentlog.config import Settings
+from agentlog.errors import ConfigurationError
 from agentlog.events.envelope import Envelope, command
-from agentlog.web.auth import Auth, Identity, may_use, owner_from_events, session_secret, sign, verify
+from agentlog.web.app import cors_options
+from agentlog.web.auth import Auth, Identity, conversation_owner, may_use, owner_from_events, session_secret, sign, verify
 from agentlog.web.keys import KeyStore, split_key
 from agentlog.web.limits import Bucket, LimitConfig, RateLimiter, check_prompt, take
 from agentlog.web.live import Listener
+from agentlog.web.sse import sse_frame
+from agentlog.web.views import ConversationIndex
 
 SECRET = b"s" * 32
 
@@ -70,6 +84,21 @@ def test_api_keys_are_stored_hashed_verified_and_revocable(tmp_path: Path) -> No
     assert store.revoke(record.id) and not store.revoke(record.id)
     assert store.verify(key) is None and store.get(record.id) is None
     assert store.list()[0].revoked is not None
+
+
+def test_a_keys_last_use_is_written_at_most_once_a_minute(tmp_path: Path) -> None:
+    """Every bearer request verifies its key: writing each time would serialise them on SQLite's lock."""
+    store = KeyStore(tmp_path / "gateway" / "keys.sqlite")
+    record, key = store.create("alice")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    first = store.verify(key, now=start)
+    assert first is not None and first.last_used == "2026-01-01T00:00:00Z"
+    again = store.verify(key, now=start + timedelta(seconds=30))
+    assert again is not None and again.last_used == first.last_used
+    assert store.list()[0].last_used == "2026-01-01T00:00:00Z", "no write within the minute"
+    later = store.verify(key, now=start + timedelta(seconds=61))
+    assert later is not None and later.last_used == "2026-01-01T00:01:01Z" == store.list()[0].last_used
+    assert store.get(record.id) == later
 
 
 def test_the_caller_is_the_bearer_key_or_the_session_and_nothing_else(tmp_path: Path) -> None:
@@ -140,5 +169,51 @@ def test_limits_come_from_the_environment_and_refuse_nonsense() -> None:
         check_prompt("x" * 11, config)
     assert refused.value.status_code == 413 and "AGENTLOG_MAX_PROMPT_CHARS" in str(refused.value.detail)
     for bad in ("0", "-1", "many"):
-        with pytest.raises(ValueError, match="AGENTLOG_MAX_BODY_BYTES"):
+        with pytest.raises(ConfigurationError, match="AGENTLOG_MAX_BODY_BYTES"):
             LimitConfig.from_env({"AGENTLOG_MAX_BODY_BYTES": bad})
+
+
+class CountingStore:
+    """The gateway's EventStore's one method, counting its partition reads."""
+
+    def __init__(self, events: list[Envelope]) -> None:
+        self.events, self.reads = events, 0
+
+    def events_of(self, conversation_id: str) -> list[Envelope]:
+        self.reads += 1
+        return [e for e in self.events if e.conversation_id == conversation_id]
+
+
+def test_an_unknown_conversation_costs_a_partition_read_only_while_the_index_catches_up() -> None:
+    index, caught_up, store = ConversationIndex(), threading.Event(), CountingStore([asked("alice", "old")])
+    gateway = cast(Any, SimpleNamespace(index=index, live=SimpleNamespace(caught_up=caught_up), store=store))
+    owner, events = asyncio.run(conversation_owner(gateway, "old"))
+    assert (owner, store.reads) == ("alice", 1) and events == store.events, "the route reuses what was read"
+    caught_up.set()
+    for unknown in ("new-1", "new-2", "old"):  # "old" is not in this index: once caught up, the index rules
+        assert asyncio.run(conversation_owner(gateway, unknown)) == (None, None)
+    index.apply(asked("bob", "c2"))
+    assert asyncio.run(conversation_owner(gateway, "c2")) == ("bob", None)
+    assert store.reads == 1, "no partition read once the reader has caught up"
+
+
+def test_cors_with_any_origin_never_allows_credentials() -> None:
+    assert cors_options([]) is None
+    explicit = cors_options(["http://a.example"])
+    assert explicit is not None and explicit["allow_credentials"] is True
+    options = cors_options(["*"])
+    assert options is not None and options["allow_credentials"] is False
+
+    async def hello(_: object) -> PlainTextResponse:
+        return PlainTextResponse("hi")
+
+    app = Starlette(routes=[Route("/", hello)], middleware=[Middleware(CORSMiddleware, **options)])
+    with TestClient(app) as client:
+        answer = client.get("/", headers={"origin": "http://evil.example", "cookie": "agentlog_session=x"})
+    assert answer.headers.get("access-control-allow-origin") != "http://evil.example"
+    assert "access-control-allow-credentials" not in answer.headers
+
+
+def test_sse_frames_carry_an_optional_id_the_event_type_and_json_data() -> None:
+    assert sse_frame("AnswerDelta", {"seq": 0}) == b'event: AnswerDelta\ndata: {"seq":0}\n\n'
+    assert sse_frame("X", [1], "e1") == b"id: e1\nevent: X\ndata: [1]\n\n"

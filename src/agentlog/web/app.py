@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +22,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agentlog.config import Settings
+from agentlog.config import Settings, positive_number
 from agentlog.conversation import ConversationClient
 from agentlog.errors import AgentlogError, InvalidMessageError
 from agentlog.events.codec import Codec
@@ -53,11 +54,7 @@ class Gateway:
 
 
 def chat_timeout_from_env() -> float:
-    raw = os.environ.get("AGENTLOG_CHAT_TIMEOUT_S", "")
-    try:
-        return float(raw) if raw else DEFAULT_CHAT_TIMEOUT_S
-    except ValueError as error:
-        raise ValueError(f"AGENTLOG_CHAT_TIMEOUT_S must be a number of seconds, not {raw!r}") from error
+    return positive_number(os.environ, "AGENTLOG_CHAT_TIMEOUT_S", DEFAULT_CHAT_TIMEOUT_S)
 
 
 def _connect(settings: Settings, chat_timeout: float, metrics_url: str) -> Gateway:
@@ -80,17 +77,26 @@ def cors_origins_from_env() -> list[str]:
     return [origin.strip() for origin in os.environ.get("AGENTLOG_CORS_ORIGINS", "").split(",") if origin.strip()]
 
 
+def cors_options(origins: list[str]) -> dict[str, Any] | None:
+    """CORSMiddleware's options for the configured origins (None: same-origin only). `*` allows any
+    origin without credentials: with them, every site could act with the visitor's session cookie."""
+    if not origins:
+        return None
+    return {"allow_origins": origins, "allow_credentials": "*" not in origins,
+            "allow_methods": ["GET", "POST", "DELETE"], "allow_headers": ["authorization", "content-type"]}
+
+
 def _install_guards(app: FastAPI, settings: Settings) -> None:
     """Identity, limits and CORS (see web/auth.py and web/limits.py); the outermost runs first."""
     limits = LimitConfig.from_env()
     auth = Auth.from_env(settings)
-    app.state.auth, app.state.limits, app.state.limiter = auth, limits, RateLimiter(limits)
+    app.state.auth, app.state.limits = auth, limits
+    app.state.limiter, app.state.address_limiter = RateLimiter(limits), RateLimiter(limits)  # per user, per address
     app.add_middleware(SessionMiddleware, auth=auth)
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
-    origins = cors_origins_from_env()
-    if origins:
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True,
-                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["authorization", "content-type"])
+    cors = cors_options(cors_origins_from_env())
+    if cors is not None:
+        app.add_middleware(CORSMiddleware, **cors)
 
 
 def _error(status: int, message: str, details: object = None) -> JSONResponse:

@@ -162,6 +162,8 @@ class SessionMiddleware:
         headers = Headers(scope=scope)
         cookie = cookie_parser(headers.get("cookie", "")).get(COOKIE)
         payload = None if cookie is None else verify(cookie, self.auth.secret)
+        if payload is not None and self.auth.anonymous and await self._revoked(payload):
+            payload = None  # a revoked key's session: a new user, rather than 401 on every request
         issued = None
         if payload is None and "authorization" not in headers and self.auth.anonymous:
             payload = issued = f"u:user-{secrets.token_hex(8)}"
@@ -178,6 +180,10 @@ class SessionMiddleware:
 
         await self.app(scope, receive, with_cookie)
 
+    async def _revoked(self, payload: str) -> bool:
+        """Whether the session is a signed-in key's that is no longer live (a SQLite read, off the loop)."""
+        return payload.startswith("k:") and await asyncio.to_thread(self.auth.keys.get, payload[2:]) is None
+
 
 def auth_of(request: Request) -> Auth:
     auth: Auth = request.app.state.auth
@@ -191,6 +197,17 @@ def current_user(request: Request) -> Identity:
 
 
 User = Annotated[Identity, Depends(current_user)]
+
+
+def optional_user(request: Request) -> Identity | None:
+    """The caller if there is one: a probe without a session or key is no error where identity is optional."""
+    try:
+        return current_user(request)
+    except HTTPException:
+        return None
+
+
+MaybeUser = Annotated[Identity | None, Depends(optional_user)]
 
 
 def require_admin(identity: User) -> Identity:
@@ -212,42 +229,57 @@ def may_use(owner: str | None, identity: Identity, *, new_allowed: bool) -> bool
     return new_allowed if owner is None else owner == identity.user_id
 
 
-async def conversation_owner(gateway: Gateway, conversation_id: str) -> str | None:
-    """From the gateway's index, else from the conversation's partition (the index may lag the log)."""
+@dataclass(frozen=True)
+class Access:
+    """The owner of a conversation, and its events when finding the owner had to read them."""
+
+    identity: Identity
+    events: list[Envelope] | None = None
+
+
+async def conversation_owner(gateway: Gateway, conversation_id: str) -> tuple[str | None, list[Envelope] | None]:
+    """The owner from the gateway's index; once the reader has caught up with the log, an id the
+    index does not know has none. Only before that is the conversation's partition read (returned
+    too, so that the route need not read it again): an unknown id must not cost a partition scan."""
     owner = gateway.index.owner_of(conversation_id)
-    if owner is not None:
-        return owner
-    return owner_from_events(await asyncio.to_thread(gateway.store.events_of, conversation_id))
+    if owner is not None or gateway.live.caught_up.is_set():
+        return owner, None
+    events = await asyncio.to_thread(gateway.store.events_of, conversation_id)
+    return owner_from_events(events), events
 
 
 def not_found(conversation_id: str) -> HTTPException:
     return HTTPException(404, f"conversation {conversation_id!r} has no events in the log")
 
 
-async def _check(request: Request, conversation_id: str, identity: Identity, *, new_allowed: bool) -> Identity:
-    owner = await conversation_owner(request.app.state.gateway, conversation_id)
+async def check_access(request: Request, conversation_id: str, identity: Identity, *, new_allowed: bool) -> Access:
+    """The caller's access, or the 404 of an unknown conversation (another user's id is not revealed)."""
+    owner, events = await conversation_owner(request.app.state.gateway, conversation_id)
     if not may_use(owner, identity, new_allowed=new_allowed):
         raise not_found(conversation_id)
-    return identity
+    return Access(identity, events)
 
 
-async def require_owner(request: Request, conversation_id: ConversationId, identity: User) -> Identity:
+async def require_owner(request: Request, conversation_id: ConversationId, identity: User) -> Access:
     """The caller, who owns this existing conversation (404 otherwise, as for an unknown one)."""
-    return await _check(request, conversation_id, identity, new_allowed=False)
+    return await check_access(request, conversation_id, identity, new_allowed=False)
 
 
 async def require_owner_or_new(request: Request, conversation_id: ConversationId, identity: User) -> Identity:
     """The caller, who owns this conversation or may start it (the page opens a new one's stream first)."""
-    return await _check(request, conversation_id, identity, new_allowed=True)
+    return (await check_access(request, conversation_id, identity, new_allowed=True)).identity
 
 
-Owner = Annotated[Identity, Depends(require_owner)]
+Owner = Annotated[Access, Depends(require_owner)]
 OwnerOrNew = Annotated[Identity, Depends(require_owner_or_new)]
 
 
 def rate_limited(request: Request, identity: User) -> Identity:
-    """The caller, within their rate of commands (429 with Retry-After otherwise)."""
+    """The caller, within their rate of commands (429 with Retry-After otherwise). An anonymous user
+    is new with every dropped cookie, so their commands are also charged to the client's address."""
     request.app.state.limiter.admit(identity.user_id)
+    if identity.key_id is None and request.client is not None:
+        request.app.state.address_limiter.admit(request.client.host)
     return identity
 
 

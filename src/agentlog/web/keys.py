@@ -13,9 +13,10 @@ import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from agentlog.config import Settings
 
@@ -24,6 +25,9 @@ BUSY_TIMEOUT_S = 10.0
 SCHEMA = """CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY, user_id TEXT NOT NULL, admin INTEGER NOT NULL, secret_sha256 TEXT NOT NULL,
     created TEXT NOT NULL, last_used TEXT, revoked TEXT)"""
+SELECT_LIVE = ("SELECT id, user_id, admin, created, last_used, revoked, secret_sha256 FROM api_keys "
+               "WHERE id = ? AND revoked IS NULL")
+LAST_USED_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,20 @@ def gateway_dir(settings: Settings) -> Path:
     return settings.var_dir / "gateway"
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _now(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def stale(last_used: str | None, now: datetime) -> bool:
+    """Whether a key's recorded last use is old enough to write again."""
+    if last_used is None:
+        return True
+    return (now - datetime.fromisoformat(last_used.replace("Z", "+00:00"))).total_seconds() >= LAST_USED_EVERY_S
+
+
+def _record(row: tuple[Any, ...]) -> ApiKey:
+    key_id, user_id, admin, created, last_used, revoked = row[:6]
+    return ApiKey(key_id, user_id, bool(admin), created, last_used, revoked)
 
 
 def _digest(secret: str) -> str:
@@ -59,10 +75,14 @@ def split_key(key: str) -> tuple[str, str] | None:
 
 
 class KeyStore:
-    """The key table; every method opens its own connection, so one store serves many threads."""
+    """The key table, made when the store is; every method opens its own connection, so one store
+    serves many threads."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.execute(SCHEMA)
 
     @classmethod
     def of(cls, settings: Settings) -> KeyStore:
@@ -70,9 +90,7 @@ class KeyStore:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)) as db, db:
-            db.execute(SCHEMA)
             yield db
 
     def create(self, user_id: str, *, admin: bool = False) -> tuple[ApiKey, str]:
@@ -88,7 +106,7 @@ class KeyStore:
         with self._db() as db:
             rows = db.execute("SELECT id, user_id, admin, created, last_used, revoked FROM api_keys "
                               "ORDER BY created, id").fetchall()
-        return [ApiKey(i, u, bool(a), c, lu, r) for i, u, a, c, lu, r in rows]
+        return [_record(row) for row in rows]
 
     def revoke(self, key_id: str) -> bool:
         """Whether a live key with that id was revoked now."""
@@ -100,20 +118,22 @@ class KeyStore:
     def get(self, key_id: str) -> ApiKey | None:
         """The live (not revoked) key with that id."""
         with self._db() as db:
-            row = db.execute("SELECT id, user_id, admin, created, last_used, revoked FROM api_keys "
-                             "WHERE id = ? AND revoked IS NULL", (key_id,)).fetchone()
-        return None if row is None else ApiKey(row[0], row[1], bool(row[2]), row[3], row[4], row[5])
+            row = db.execute(SELECT_LIVE, (key_id,)).fetchone()
+        return None if row is None else _record(row)
 
-    def verify(self, key: str) -> ApiKey | None:
-        """The live key this bearer key is, else None; records its use."""
+    def verify(self, key: str, now: datetime | None = None) -> ApiKey | None:
+        """The live key this bearer key is, else None. Its use is recorded at most once a
+        LAST_USED_EVERY_S, so that a busy client does not take SQLite's write lock on every request."""
         parts = split_key(key)
         if parts is None:
             return None
         key_id, secret = parts
         with self._db() as db:
-            row = db.execute("SELECT secret_sha256 FROM api_keys WHERE id = ? AND revoked IS NULL",
-                             (key_id,)).fetchone()
-            if row is None or not hmac.compare_digest(row[0], _digest(secret)):
+            row = db.execute(SELECT_LIVE, (key_id,)).fetchone()
+            if row is None or not hmac.compare_digest(row[-1], _digest(secret)):
                 return None
-            db.execute("UPDATE api_keys SET last_used = ? WHERE id = ?", (_now(), key_id))
-        return self.get(key_id)
+            found, moment = _record(row), now or datetime.now(UTC)
+            if stale(found.last_used, moment):
+                found = replace(found, last_used=_now(moment))
+                db.execute("UPDATE api_keys SET last_used = ? WHERE id = ?", (found.last_used, key_id))
+        return found

@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import orjson
-from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
@@ -26,18 +24,20 @@ from agentlog.web.auth import (
     Admin,
     Commanding,
     ConversationId,
+    MaybeUser,
     Owner,
     OwnerOrNew,
     User,
-    conversation_owner,
+    check_access,
+    not_found,
     same_user,
 )
 from agentlog.web.limits import check_prompt
 from agentlog.web.live import Listener
 from agentlog.web.metrics import NOT_RUNNING, MetricsUnavailable, fetch_snapshot, panel_of
-from agentlog.web.views import history_of
+from agentlog.web.sse import sse_frame, sse_response
+from agentlog.web.views import history_from_events, history_of
 
-KEEPALIVE_S = 10.0
 ORIGINAL_TEXT_LIMIT = 4000
 
 router = APIRouter(prefix="/api")
@@ -105,8 +105,8 @@ async def chat(request: Request, body: ChatRequest, identity: Commanding) -> Any
     check_prompt(body.prompt, request.app.state.limits)
     same_user(body.userId, identity)
     conversation_id = body.conversationId or f"conv-{secrets.token_hex(16)}"
-    if body.conversationId and await conversation_owner(gateway, conversation_id) not in (None, identity.user_id):
-        raise HTTPException(403, f"conversation {conversation_id!r} belongs to another user; start a new one")
+    if body.conversationId:
+        await check_access(request, conversation_id, identity, new_allowed=True)
     turn_id = new_id()
     listener = gateway.live.listen(conversation_id, turn_id, user_id=identity.user_id)
     try:
@@ -135,26 +135,24 @@ async def conversations(request: Request, identity: User,
             "complete": gateway.live.caught_up.is_set()}
 
 
-async def _events_or_404(gateway: Gateway, conversation_id: str) -> list[Envelope]:
-    events = await asyncio.to_thread(gateway.store.events_of, conversation_id)
-    if not events:
-        raise HTTPException(404, f"conversation {conversation_id!r} has no events in the log")
-    return events
-
-
 @router.get("/conversations/{conversation_id}/events")
-async def conversation_events(request: Request, conversation_id: ConversationId, _: Owner) -> dict[str, Any]:
+async def conversation_events(request: Request, conversation_id: ConversationId, access: Owner) -> dict[str, Any]:
     """Every event of the conversation in log order (read from the one partition its key maps to)."""
-    events = await _events_or_404(_gateway(request), conversation_id)
+    events = access.events or await asyncio.to_thread(_gateway(request).store.events_of, conversation_id)
+    if not events:
+        raise not_found(conversation_id)
     return {"conversationId": conversation_id, "events": [e.to_json() for e in events]}
 
 
 @router.get("/conversations/{conversation_id}/history")
-async def conversation_history(request: Request, conversation_id: ConversationId, _: Owner) -> dict[str, Any]:
+async def conversation_history(request: Request, conversation_id: ConversationId, access: Owner) -> dict[str, Any]:
     """Question/answer pairs since the last reset (an unanswered turn has answer null)."""
-    history = await asyncio.to_thread(history_of, _gateway(request).store, conversation_id)
+    if access.events:  # the owner check has just read them
+        history: list[dict[str, Any]] | None = history_from_events(access.events)
+    else:
+        history = await asyncio.to_thread(history_of, _gateway(request).store, conversation_id)
     if history is None:
-        raise HTTPException(404, f"conversation {conversation_id!r} has no events in the log")
+        raise not_found(conversation_id)
     return {"conversationId": conversation_id, "turns": history}
 
 
@@ -168,27 +166,10 @@ async def conversation_stream(request: Request, conversation_id: ConversationId,
     stream of a brand-new conversation before sending its first question, so that it misses none of
     its events. Only the caller's own events are sent, whoever later asks under that id.
     """
-    gateway = _gateway(request)
-    listener = gateway.live.listen(conversation_id, live_only=True, user_id=identity.user_id)
-
-    async def frames() -> AsyncIterator[bytes]:
-        try:
-            yield b"retry: 2000\n\n"
-            while True:
-                try:
-                    event = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_S)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
-                if event is None:
-                    return
-                yield b"id: %s\nevent: %s\ndata: %s\n\n" % (event.id.encode(), event.type.encode(),
-                                                               orjson.dumps(event.to_json()))
-        finally:
-            gateway.live.forget(listener)
-
-    return StreamingResponse(frames(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    live = _gateway(request).live
+    listener = live.listen(conversation_id, live_only=True, user_id=identity.user_id)
+    return sse_response(listener.queue, lambda event: sse_frame(event.type, event.to_json(), event.id),
+                        lambda: live.forget(listener))
 
 
 @router.post("/conversations/{conversation_id}/reset", status_code=202)
@@ -235,9 +216,10 @@ def _health(gateway: Gateway, admin: bool) -> tuple[bool, dict[str, Any]]:
 
 
 @router.get("/health", responses={503: {"description": "the broker is unreachable or a topic is missing"}})
-async def health(request: Request, identity: User) -> JSONResponse:
-    """Whether the broker answers and every topic exists (503 when not); the topics for an admin."""
-    healthy, body = await asyncio.to_thread(_health, _gateway(request), identity.admin)
+async def health(request: Request, identity: MaybeUser) -> JSONResponse:
+    """Whether the broker answers and every topic exists (503 when not); the topics for an admin.
+    Anyone may ask (a probe has no session), so that AGENTLOG_ANONYMOUS_SESSIONS=0 does not fail it."""
+    healthy, body = await asyncio.to_thread(_health, _gateway(request), identity is not None and identity.admin)
     return JSONResponse(body, status_code=200 if healthy else 503)
 
 

@@ -17,38 +17,34 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from confluent_kafka import OFFSET_END, Message, TopicPartition
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from agentlog.config import Settings
+from agentlog.errors import InvalidMessageError
+from agentlog.events.codec import Codec
 from agentlog.kafka.topics import ANSWER_STREAM
+from agentlog.services.synthesis.deltas import SUBJECT as DELTA_SUBJECT
 from agentlog.services.synthesis.deltas import AnswerDelta
 from agentlog.web.auth import ConversationId, OwnerOrNew
 from agentlog.web.live import TopicTail
+from agentlog.web.sse import sse_frame, sse_response
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE_S = 10.0
 UNKNOWN_USER = ""  # a tool's deltas: the tool does not know the user (only the conversation's owner sees them)
+
+
+_RECORDS = Codec()  # the packaged record.AnswerDelta schema, the one the publisher validates against
 
 
 def delta_from_json(raw: bytes | None) -> AnswerDelta | None:
     """A well-formed delta, or None for anything else (deltas are best-effort: a bad one is skipped)."""
     try:
-        data = orjson.loads(raw or b"")
-    except orjson.JSONDecodeError:
+        return AnswerDelta.from_json(_RECORDS.decode_record(DELTA_SUBJECT, raw))
+    except InvalidMessageError:
         return None
-    if not isinstance(data, dict):
-        return None
-    ids = [data.get(k) for k in ("conversationId", "turnId", "userId")]
-    seq, text, done = data.get("seq"), data.get("text"), data.get("done")
-    if not all(isinstance(i, str) for i in ids) or not isinstance(text, str) or not isinstance(done, bool):
-        return None
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        return None
-    return AnswerDelta(str(ids[0]), str(ids[1]), str(ids[2]), seq, text, done)
 
 
 def visible_to(delta: AnswerDelta, user_id: str, owner: str | None) -> bool:
@@ -134,24 +130,12 @@ def stream_router(settings: Settings) -> APIRouter:
         index = request.app.state.gateway.index
         listener = reader.listen(conversation_id)
 
-        async def frames() -> AsyncIterator[bytes]:
-            try:
-                yield b"retry: 2000\n\n"
-                while True:
-                    try:
-                        delta = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_S)
-                    except TimeoutError:
-                        yield b": keep-alive\n\n"
-                        continue
-                    if delta is None:
-                        return
-                    if visible_to(delta, identity.user_id, index.owner_of(conversation_id)):
-                        yield b"event: AnswerDelta\ndata: %s\n\n" % orjson.dumps(_public(delta))
-            finally:
-                reader.forget(listener)
+        def frame(delta: AnswerDelta) -> bytes | None:
+            if not visible_to(delta, identity.user_id, index.owner_of(conversation_id)):
+                return None
+            return sse_frame("AnswerDelta", _public(delta))
 
-        return StreamingResponse(frames(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return sse_response(listener.queue, frame, lambda: reader.forget(listener))
 
     return router
 

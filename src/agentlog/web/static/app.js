@@ -266,7 +266,8 @@ async function resetHistory() {
 async function loadDeadLetters() {
   const { status, data } = await api("GET", "/api/dead-letters");
   const list = $("dead-letters");
-  if (status === 403) { list.replaceChildren(element("li", "empty", data.error), signInForm()); return; }
+  // 403: not an admin; 401: no session (anonymous sessions off, or the signed-in key was revoked)
+  if (status === 401 || status === 403) { list.replaceChildren(element("li", "empty", data.error), signInForm()); return; }
   if (status !== 200) { list.replaceChildren(element("li", "empty", (data && data.error) || "unavailable")); return; }
   $("dlq-count").textContent = `${data.total} in total`;
   if (!data.deadLetters.length) { list.replaceChildren(element("li", "empty", "The dead-letter queue is empty.")); return; }
@@ -316,8 +317,8 @@ async function refreshMetrics() {
   setTimeout(refreshMetrics, 5000);
   let result;
   try { result = await api("GET", "/api/metrics"); } catch { return; }
-  // 404: the metrics service is not running; 403: metrics are for admins
-  if (result.status === 404 || result.status === 403) { $("metrics").hidden = true; return; }
+  // 404: the metrics service is not running; 401, 403: metrics are for admins
+  if (result.status === 404 || result.status === 403 || result.status === 401) { $("metrics").hidden = true; return; }
   if (result.status !== 200 || !result.data) return;
   const rows = flatten(result.data, "", []).slice(0, 12);
   $("metrics-list").replaceChildren(...rows.flatMap(([name, value]) => [
