@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from agentlog.bench.report import write_report
 from agentlog.bench.runner import BenchConfig, run_bench
 from agentlog.bench.scenarios import SCENARIOS
+from gateway_server import GatewayServer
+from helpers import Stack
 
 
 def test_a_small_closed_loop_run_answers_every_question_and_writes_its_report(
@@ -25,3 +29,15 @@ def test_a_small_closed_loop_run_answers_every_question_and_writes_its_report(
     assert "| closed n=5 c=2 | 5 | 0 |" in text and "end_to_end" in text and "## Machine" in text
     assert (tmp_path / "results" / "one-step-stages.png").stat().st_size > 0
     assert (tmp_path / "results" / f"{result.run_id}.json").exists()
+
+
+def test_a_run_through_the_gateway_asks_as_the_gateways_user_and_answers_every_question(
+        stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTLOG_RATE_LIMIT_BURST", "100")  # the bench is one user: let it through
+    with GatewayServer(stack.settings) as gateway:
+        config = BenchConfig(SCENARIOS["one-step"], count=4, concurrency=2, warmup=1, hop_round_trips=0,
+                             via=gateway.url, attach=True)
+        result = run_bench(config, stack.env, tmp_path / "work")
+    (phase,) = result.phases
+    assert len(phase.answers) == 4 and phase.timeouts == 0
+    assert {a.outcome for a in phase.answers} == {"completed"}

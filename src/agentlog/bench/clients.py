@@ -6,6 +6,7 @@ the run's conversations (for per-stage latency) and wakes the turn waiting for e
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -100,20 +101,27 @@ class DirectClient:
 
 
 class GatewayClient:
-    """POST {prompt, conversationId, userId} to the gateway's /api/chat: 200 carries the answer;
-    202 means it is still coming, and the collector sees it arrive."""
+    """POST {prompt, conversationId} to the gateway's /api/chat: 200 carries the answer; 202 means
+    it is still coming, and the collector sees it arrive.
 
-    def __init__(self, base_url: str, collector: EventCollector) -> None:
+    The gateway names the user: with AGENTLOG_API_KEY set the bench asks as that key's user, else as
+    the anonymous session its first request is given (the cookie is kept). Either way the gateway's
+    per-user rate limit applies: raise AGENTLOG_RATE_LIMIT_BURST/_PER_MINUTE on it for a benchmark.
+    """
+
+    def __init__(self, base_url: str, collector: EventCollector, api_key: str | None = None) -> None:
         self.url = base_url.rstrip("/") + "/api/chat"
-        self.http = httpx.Client(timeout=httpx.Timeout(120.0))
+        key = api_key if api_key is not None else os.environ.get("AGENTLOG_API_KEY", "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.http = httpx.Client(timeout=httpx.Timeout(120.0), headers=headers)
         self.collector = collector
 
     def ask(self, conversation_id: str, question: Question, started: float, timeout: float) -> Answer | None:
         if question.plan is not None:
             raise ValueError("the gateway takes a prompt only: scenarios with a client plan need the direct client")
         sent_wall = time.time() - (time.perf_counter() - started)
-        response = self.http.post(self.url, json={"prompt": question.text, "conversationId": conversation_id,
-                                                  "userId": "bench"}, timeout=timeout)
+        response = self.http.post(self.url, json={"prompt": question.text, "conversationId": conversation_id},
+                                  timeout=timeout)
         response.raise_for_status()
         body: dict[str, Any] = response.json()
         if response.status_code == 200 and "message" in body:
