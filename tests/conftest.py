@@ -5,14 +5,13 @@ prefix and var/ directory, so tests never see each other's messages or state."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agentlog.kafka.broker import LocalBroker
-from helpers import Stack
+from helpers import Stack, isolated_env
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -43,19 +42,7 @@ def kafka_bootstrap(kafka_broker: LocalBroker | None) -> str:
 @pytest.fixture
 def agentlog_env(kafka_bootstrap: str, tmp_path: Path) -> dict[str, str]:
     """Environment for this test's services and clients: own topics (prefix), own var/ dir."""
-    prefix = f"t{uuid.uuid4().hex[:10]}."
-    env = dict(os.environ)
-    env.update({
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "AGENTLOG_TOPIC_PREFIX": prefix,
-        "AGENTLOG_VAR_DIR": str(tmp_path / "var"),
-        "AGENTLOG_TEST_TOOLS": "1",
-        "AGENTLOG_TEST_TOOL_DIR": str(tmp_path / "test-tools"),
-        "AGENTLOG_PAUSE_DIR": str(tmp_path / "pauses"),
-        "AGENTLOG_LOG_LEVEL": "INFO",
-    })
-    env.pop("AGENTLOG_PAUSE_AT", None)
-    return env
+    return isolated_env(dict(os.environ), kafka_bootstrap, tmp_path)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,22 +19,6 @@ from agentlog.config import Settings
 from agentlog.web.app import create_app
 from agentlog.web.keys import KeyStore
 from helpers import wait_for
-
-
-def isolated_env(base: dict[str, str], bootstrap: str, directory: Path) -> dict[str, str]:
-    """Like the `agentlog_env` fixture, for a module-scoped stack: own prefix and var/ directory."""
-    env = dict(base)
-    env.update({
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "AGENTLOG_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
-        "AGENTLOG_VAR_DIR": str(directory / "var"),
-        "AGENTLOG_TEST_TOOLS": "1",
-        "AGENTLOG_TEST_TOOL_DIR": str(directory / "test-tools"),
-        "AGENTLOG_PAUSE_DIR": str(directory / "pauses"),
-        "AGENTLOG_LOG_LEVEL": "INFO",
-    })
-    env.pop("AGENTLOG_PAUSE_AT", None)
-    return env
 
 
 class GatewayServer:

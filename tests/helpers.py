@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -224,3 +225,20 @@ def wait_settled(stack: Stack, turns: Iterable[str], timeout: float, interval: f
         return wait_for(settled, timeout=timeout, interval=interval, what=f"all {len(wanted)} questions to settle")
     except AssertionError:
         raise AssertionError(f"not settled: {progress}") from None
+
+
+def isolated_env(base: dict[str, str], bootstrap: str, directory: Path) -> dict[str, str]:
+    """A test's environment: its own topic prefix and var/ directory (the `agentlog_env` fixture, or a
+    module-scoped stack's), so tests never see each other's messages or state."""
+    env = dict(base)
+    env.update({
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "AGENTLOG_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}.",
+        "AGENTLOG_VAR_DIR": str(directory / "var"),
+        "AGENTLOG_TEST_TOOLS": "1",
+        "AGENTLOG_TEST_TOOL_DIR": str(directory / "test-tools"),
+        "AGENTLOG_PAUSE_DIR": str(directory / "pauses"),
+        "AGENTLOG_LOG_LEVEL": "INFO",
+    })
+    env.pop("AGENTLOG_PAUSE_AT", None)
+    return env

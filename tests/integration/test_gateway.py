@@ -22,8 +22,8 @@ from agentlog.kafka.client import producer_config
 from agentlog.kafka.reader import read_range
 from agentlog.kafka.topics import CONVERSATION_EVENTS, USER_COMMANDS, admin_client
 from agentlog.web.partitioner import partition_for
-from gateway_server import GatewayServer, isolated_env, sse_events
-from helpers import Stack, wait_for
+from gateway_server import GatewayServer, sse_events
+from helpers import Stack, isolated_env, wait_for
 
 TURN_ORDER = ["UserQueryReceived", "PlanGenerated", "ToolInvocationRequested", "ToolInvocationResulted",
               "PlanStepCompleted", "PlanCompleted", "FinalAnswerSynthesized"]

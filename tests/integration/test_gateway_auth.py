@@ -21,8 +21,8 @@ import pytest
 
 from agentlog.web.auth import COOKIE, sign
 from agentlog.web.keys import KeyStore
-from gateway_server import GatewayServer, isolated_env, sse_events
-from helpers import Stack, wait_for
+from gateway_server import GatewayServer, sse_events
+from helpers import Stack, isolated_env, wait_for
 
 ALLOWED_ORIGIN = "http://allowed.example"
 STRICT_ENV = {"AGENTLOG_MAX_BODY_BYTES": "2048", "AGENTLOG_MAX_PROMPT_CHARS": "100",

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from agentlog.web.keys import KeyStore
-from gateway_server import GatewayServer, isolated_env
-from helpers import Stack
+from gateway_server import GatewayServer
+from helpers import Stack, isolated_env
 
 MAX_EXAMPLES = 12
 
