@@ -103,12 +103,14 @@ class ConversationClient:
         return envelope
 
     def control(self, conversation_id: str, user_id: str, command: str, *, turn_id: str,
-                reason: str | None = None) -> Envelope:
+                reason: str | None = None, step_id: str | None = None) -> Envelope:
         """Send approve, deny or cancel for a turn: its events land in that turn, and the
-        orchestrator decides whether it applies (a turn that is not waiting ignores it)."""
+        orchestrator decides whether it applies (a turn that is not waiting ignores it). `step_id`
+        names the approval decided; without it a decision applies only when one step waits."""
         if command not in CONTROL_COMMANDS:
             raise AgentlogError(f"unknown control command {command!r}; use one of {', '.join(CONTROL_COMMANDS)}")
-        payload = {"command": command, **({"reason": reason} if reason else {})}
+        payload = {"command": command, **({"reason": reason} if reason else {}),
+                   **({"stepId": step_id} if step_id else {})}
         envelope = make_command("UserControl", conversation_id=conversation_id, turn_id=turn_id, user_id=user_id,
                                 payload=payload, source=self.source)
         self.send(envelope)

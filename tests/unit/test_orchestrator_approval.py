@@ -34,9 +34,10 @@ def run(state: ConversationState, event: Envelope, now: datetime = T0) -> tuple[
     return decision.state, decision.outputs
 
 
-def control(name: str, user: str = "alice", reason: str | None = None, at: datetime = T0) -> Envelope:
+def control(name: str, user: str = "alice", reason: str | None = None, at: datetime = T0,
+            step: str | None = None) -> Envelope:
     """The router's UserControlReceived for a user's command on turn t1."""
-    payload = {"command": name, **({"reason": reason} if reason else {})}
+    payload = {"command": name, **({"reason": reason} if reason else {}), **({"stepId": step} if step else {})}
     sent = command("UserControl", conversation_id="c1", turn_id="t1", user_id=user, payload=payload,
                    source="test", now=at)
     return user_control(sent, at).envelope
@@ -114,6 +115,28 @@ def test_a_control_for_a_turn_that_is_not_waiting_is_ignored_with_a_logged_reaso
     assert unknown == []
     assert "no step of the turn is waiting for approval" in caplog.text
     assert "no plan of this turn is known" in caplog.text
+
+
+def test_with_two_steps_waiting_a_decision_applies_only_to_the_step_it_names(
+        caplog: pytest.LogCaptureFixture) -> None:
+    second = {**EMAIL, "id": "mail2", "arguments": {**EMAIL["arguments"], "to": "eve@example.com"}}
+    state, out = run(DECIDER.initial("c1"), plan_event([CALC, EMAIL, second]))
+    state, asked = run(state, result(commands(out)[0], value=5))
+    for request in of_type(asked, "ApprovalRequested"):
+        state, _ = run(state, request)
+    assert {s.id for s in state.turns["t1"].steps.values() if s.status == "awaiting_approval"} == {"mail", "mail2"}
+    with caplog.at_level(logging.INFO, logger="agentlog.services.orchestrator.decide"):
+        state, ignored = run(state, control("approve"))  # which one? the user saw one card: not guessed
+    assert ignored == [] and "2 steps are waiting for approval" in caplog.text
+    state, out = run(state, control("approve", step="mail2"))
+    (decided,) = of_type(out, "ApprovalDecided")
+    assert decided.payload["stepId"] == "mail2" and decided.payload["decision"] == "approved"
+    (sent,) = commands(out)
+    assert sent.envelope.payload["arguments"]["to"] == "eve@example.com"
+    assert state.turns["t1"].steps["mail"].status == "awaiting_approval"
+    state, out = run(state, control("deny", step="mail"))
+    assert of_type(out, "ApprovalDecided")[0].payload["decision"] == "denied"
+    Codec().encode(control("approve", step="mail"))  # stepId is part of the recorded event
 
 
 def test_cancel_abandons_unfinished_steps_and_ignores_late_results() -> None:

@@ -22,6 +22,7 @@ TurnArgument = Annotated[str, typer.Argument(help="the turn (its id is printed b
 ConversationOption = Annotated[str, typer.Option("--conversation", help="the turn's conversation id")]
 UserOption = Annotated[str, typer.Option("--user", help="who decides (recorded in the log)")]
 ReasonOption = Annotated[str | None, typer.Option("--reason", help="why (recorded in the log)")]
+StepOption = Annotated[str | None, typer.Option("--step", help="the waiting step decided (needed when several wait)")]
 WaitOption = Annotated[float, typer.Option("--wait", help="seconds to wait for the orchestrator's reaction")]
 
 
@@ -30,7 +31,8 @@ def reaction(command: str, event: Envelope, turn_id: str) -> bool:
     return event.turn_id == turn_id and event.type == REACTIONS[command]
 
 
-def _send(command: str, turn_id: str, conversation: str, user: str, reason: str | None, wait: float) -> None:
+def _send(command: str, turn_id: str, conversation: str, user: str, reason: str | None, wait: float,
+          step: str | None = None) -> None:
     from agentlog.config import Settings
     from agentlog.conversation import ConversationClient, EventWatcher
     from agentlog.errors import AgentlogError
@@ -43,7 +45,8 @@ def _send(command: str, turn_id: str, conversation: str, user: str, reason: str 
         codec = Codec(SchemaRegistry(settings).read_all() or None)
         watcher = EventWatcher(settings, codec)
         try:
-            ConversationClient(settings, codec).control(conversation, user, command, turn_id=turn_id, reason=reason)
+            ConversationClient(settings, codec).control(conversation, user, command, turn_id=turn_id, reason=reason,
+                                                        step_id=step)
             console.print(f"sent {command} for turn {turn_id}")
             for event in watcher.events(wait):
                 if event.conversation_id == conversation and reaction(command, event, turn_id):
@@ -60,15 +63,15 @@ def _send(command: str, turn_id: str, conversation: str, user: str, reason: str 
 
 
 def approve(turn_id: TurnArgument, conversation: ConversationOption, user: UserOption = "cli-user",
-            reason: ReasonOption = None, wait: WaitOption = 15.0) -> None:
+            reason: ReasonOption = None, wait: WaitOption = 15.0, step: StepOption = None) -> None:
     """Approve the turn's pending approval: the waiting step runs."""
-    _send("approve", turn_id, conversation, user, reason, wait)
+    _send("approve", turn_id, conversation, user, reason, wait, step)
 
 
 def deny(turn_id: TurnArgument, conversation: ConversationOption, user: UserOption = "cli-user",
-         reason: ReasonOption = None, wait: WaitOption = 15.0) -> None:
+         reason: ReasonOption = None, wait: WaitOption = 15.0, step: StepOption = None) -> None:
     """Deny the turn's pending approval: the step fails, and the answer says it was denied."""
-    _send("deny", turn_id, conversation, user, reason, wait)
+    _send("deny", turn_id, conversation, user, reason, wait, step)
 
 
 def cancel(turn_id: TurnArgument, conversation: ConversationOption, user: UserOption = "cli-user",

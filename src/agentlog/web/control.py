@@ -23,6 +23,8 @@ TurnId = Annotated[str, Path(pattern=ID_PATTERN, description="the turn to act on
 class ControlRequest(BaseModel):
     command: Literal["approve", "deny", "cancel"]
     reason: str | None = Field(None, min_length=1, max_length=1000, description="recorded with the decision")
+    stepId: str | None = Field(None, min_length=1, max_length=128,
+                               description="approve/deny: the waiting step decided (needed when several wait)")
     userId: str | None = Field(None, min_length=1, max_length=128,
                                description="deprecated: the user comes from the session or the API key")
 
@@ -41,5 +43,5 @@ async def control(request: Request, conversation_id: ConversationId, turn_id: Tu
     same_user(body.userId, identity)
     client = request.app.state.gateway.client
     await asyncio.to_thread(client.control, conversation_id, identity.user_id, body.command, turn_id=turn_id,
-                            reason=body.reason)
+                            reason=body.reason, step_id=body.stepId)
     return ControlAccepted(conversationId=conversation_id, turnId=turn_id, command=body.command)

@@ -307,8 +307,15 @@ def _apply_control(work: _Turn, event: Envelope) -> bool:
         work.cancel(event.user_id, reason)
         return True
     waiting = [s for s in work.steps.values() if s.status == "awaiting_approval"]
+    step_id = event.payload.get("stepId")
+    if step_id is not None:
+        waiting = [s for s in waiting if s.id == step_id]
     if not waiting:
-        _ignore_control(event, "no step of the turn is waiting for approval")
+        _ignore_control(event, f"step {step_id} is not waiting for approval" if step_id is not None
+                        else "no step of the turn is waiting for approval")
+        return False
+    if len(waiting) > 1:  # a decision counts only for the request the user saw
+        _ignore_control(event, f"{len(waiting)} steps are waiting for approval: name the one decided (stepId)")
         return False
     for step in waiting:
         work.decide_approval(step, "approved" if command == "approve" else "denied", event.user_id, reason)

@@ -68,9 +68,9 @@ function showCancel() {
   $("cancel-turn").hidden = turns.running.length === 0;
 }
 
-async function control(turnId, command, reason) {
+async function control(turnId, command, stepId) {
   const path = `/api/conversations/${encodeURIComponent(state.conversationId)}/turns/${encodeURIComponent(turnId)}/control`;
-  const { status, data } = await api("POST", path, reason ? { command, reason } : { command });
+  const { status, data } = await api("POST", path, stepId ? { command, stepId } : { command });
   if (status !== 202) toast((data && data.error) || `${command} failed (${status})`);
   return status === 202;
 }
@@ -91,7 +91,7 @@ function addApprovalCard(turnId, request) {
     button.type = "button";
     button.addEventListener("click", async () => {
       approve.disabled = deny.disabled = true;
-      if (!(await control(turnId, command))) approve.disabled = deny.disabled = false;
+      if (!(await control(turnId, command, request.stepId))) approve.disabled = deny.disabled = false;
     });
   }
   buttons.append(approve, deny);
