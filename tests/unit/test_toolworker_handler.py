@@ -107,3 +107,23 @@ def test_finished_calls_of_partitions_owned_elsewhere_are_forgotten(handler: Too
     first.result(10)
     handler.on_assign([TopicPartition(TOPIC, 0)])  # partition 1 went elsewhere: its new owner answers it
     assert set(handler.calls) == {running.payload["invocationId"]}
+
+
+def test_a_call_whose_partition_left_and_came_back_unread_is_not_recorded(
+        handler: ToolWorkerHandler, gate: Gate) -> None:
+    """Revoked mid-call, answered and committed by another worker, then assigned back: the offsets
+    pass the request, but this worker's result was never committed and must not be recorded."""
+    away, rejoined = request(), request()
+    left = deferred(handler.handle(away, read_at(0, 7), utc_now()))
+    deferred(handler.handle(rejoined, read_at(0, 8), utc_now()))
+    handler.on_revoke([TopicPartition(TOPIC, 0)])
+    handler.on_assign([TopicPartition(TOPIC, 0)])
+    again = deferred(handler.handle(rejoined, read_at(0, 8), utc_now()))  # re-read: joins, and will commit
+    gate.release.set()
+    [output] = again.result(10)
+    left.result(10)
+    handler.after_commit({(TOPIC, 0): 9})
+    assert handler.outcomes.get(away.payload["invocationId"]) is None
+    assert handler.outcomes.get(rejoined.payload["invocationId"]) == output.envelope
+    assert handler.calls == {} and handler.detached == set()
+    assert len(gate.starts) == 2

@@ -89,6 +89,9 @@ class ToolWorkerHandler(Handler):
         # Invocation id -> its call, until its result commits. Kept across an aborted transaction
         # and a rebalance: a request read again joins its call instead of starting it twice.
         self.calls: dict[str, Call] = {}
+        # Calls whose partition was revoked and whose request has not been read here since: while away,
+        # another worker may have answered and committed it, so their own result is never recorded.
+        self.detached: set[str] = set()
 
     def bind(self, loop: TransactionalLoop) -> None:
         """Publish the catalogue of the tools hosted here, for planners (events/registry.py)."""
@@ -111,6 +114,7 @@ class ToolWorkerHandler(Handler):
             log.info("invocation %s already answered; re-emitting its recorded result", invocation)
             return [Output(CONVERSATION_EVENTS, recorded)]
         call = self.calls.get(invocation)
+        self.detached.discard(invocation)  # read here again: the loop now commits this call's result
         if call is None:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             assert topic is not None and partition is not None and offset is not None
@@ -128,7 +132,9 @@ class ToolWorkerHandler(Handler):
         outcomes: dict[str, Envelope] = {}
         for invocation in [i for i, call in self.calls.items() if call.committed_by(offsets)]:
             future = self.calls.pop(invocation).future
-            if future.exception() is None:  # one that raised was dead-lettered by the loop
+            if invocation in self.detached:  # passed by offsets another owner committed: not our result
+                self.detached.discard(invocation)
+            elif future.exception() is None:  # one that raised was dead-lettered by the loop
                 (output,) = future.result()
                 outcomes[invocation] = output.envelope
         if outcomes:
@@ -141,6 +147,12 @@ class ToolWorkerHandler(Handler):
         for invocation, call in list(self.calls.items()):
             if call.partition not in owned and call.future.done():
                 del self.calls[invocation]
+                self.detached.discard(invocation)
+
+    def on_revoke(self, partitions: list[TopicPartition]) -> None:
+        """Calls of revoked partitions are detached until their request is read here again."""
+        revoked = {(p.topic, p.partition) for p in partitions}
+        self.detached |= {i for i, call in self.calls.items() if call.partition in revoked}
 
 
 def worker_name(instance: str) -> str:
