@@ -107,6 +107,8 @@ def assert_writes_only_its_own_topic(env: dict[str, str], who: str) -> None:
     producer.produce(settings.topic(USER_COMMANDS), b"not allowed: only users and the gateway ask questions")
     with pytest.raises(KafkaAccessError, match=f"refused authorization: {who}"):
         producer.flush(30)  # ...a topic it does not own is not
+    producer.purge()
+    producer.close()  # not left retrying against a broker this module stops
 
 
 def test_a_service_writing_a_topic_it_does_not_own_is_refused_naming_authorization(

@@ -27,18 +27,21 @@ _AUTHORIZATION = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHOR
                   KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED}
 # OpenSSL's words for an alert from the peer, e.g. the broker rejecting our certificate (mutual TLS)
 _TLS_ALERT = re.compile(r"\b(ssl|tls)\S*\s+alert\b", re.IGNORECASE)
-_verified: set[int] = set()  # hashes of client configs that connected (no secret is kept)
+_verified: set[int] = set()  # hashes of client configs already probed (no secret is kept)
 
 
 class KafkaAccessError(ConfigurationError):
     """The cluster refused these credentials (authentication) or this principal's request (authorization)."""
 
 
-def refusal(error: KafkaError, who: str) -> KafkaAccessError | None:
-    """The clear error for a refused connection or request; None for anything that may pass."""
+def refusal(error: KafkaError, who: str, *, mid_run: bool = False) -> KafkaAccessError | None:
+    """The clear error for a refused connection or request; None for anything that may pass.
+    `mid_run`: a TLS error after the start-up probe may be a dropped connection (a broker restart)."""
     code = error.code()
     if code == KafkaError._TRANSPORT and _TLS_ALERT.search(error.str()):  # reported as a dropped connection
         code = KafkaError._SSL
+    if mid_run and code == KafkaError._SSL:
+        return None
     if code in _REFUSALS:
         return KafkaAccessError(f"Kafka refused {_REFUSALS[code]} of {who}: {error.str()} (check the "
                                 f"AGENTLOG_KAFKA_* settings or {PROPERTIES_FILE_ENV})")
@@ -55,7 +58,7 @@ def _identity(config: dict[str, Any]) -> str:
 
 def _raise_refusal(who: str, error: KafkaError | None, _message: Message | None = None) -> None:
     """error_cb and on_delivery of secured clients (a TLS error mid-run may be a dropped connection)."""
-    raised = refusal(error, who) if error is not None and error.code() != KafkaError._SSL else None
+    raised = refusal(error, who, mid_run=True) if error is not None else None
     if raised is not None:
         raise raised
 
@@ -63,7 +66,8 @@ def _raise_refusal(who: str, error: KafkaError | None, _message: Message | None 
 def _check_access(config: dict[str, Any], timeout: float = 15.0) -> None:
     """Once per process and identity: connect, and raise if the cluster refuses the credentials.
 
-    Other failures (a broker still starting) are left to the caller's own retries and deadlines.
+    Other failures (a broker still starting) are left to the caller's own retries and deadlines, and
+    the probe is not repeated for the next client: a later refusal still raises through error_cb.
     """
     key = hash(frozenset((k, str(v)) for k, v in config.items()))
     if key in _verified:
@@ -83,7 +87,6 @@ def _check_access(config: dict[str, Any], timeout: float = 15.0) -> None:
                     raise raised from None
             if time.monotonic() < deadline:
                 continue
-            return
         _verified.add(key)
         return
 
