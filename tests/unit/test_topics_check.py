@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
+from agentlog.errors import BrokerError
 from agentlog.kafka.broker import new_cluster_id
 from agentlog.kafka.cluster import node_properties, under_replicated
-from agentlog.kafka.topics import CONVERSATION_EVENTS, TOPICS, replication_plan
+from agentlog.kafka.topics import CONVERSATION_EVENTS, TOPICS, replication_for, replication_plan
 from agentlog.kafka.topics_check import find_problems
 
 
@@ -82,3 +85,11 @@ def test_under_replicated_partitions_are_those_missing_an_in_sync_replica() -> N
 def test_cluster_ids_never_look_like_an_option_to_the_storage_tool() -> None:
     ids = {new_cluster_id() for _ in range(2000)}  # one in 64 random ids would start with '-'
     assert len(ids) == 2000 and not any(i.startswith("-") for i in ids)
+
+
+def test_topics_are_not_created_with_less_replication_while_a_broker_is_down() -> None:
+    assert replication_for(3, 3) == {"replication_factor": 3, "min_insync_replicas": 2}
+    assert replication_for(4, 5) == replication_plan(5)  # one of five down: still three copies, allowed
+    with pytest.raises(BrokerError, match=r"1 of 3 brokers are down: .* replication factor 2 instead of 3"):
+        replication_for(2, 3)
+    assert replication_for(1, 1) == {"replication_factor": 1, "min_insync_replicas": 1}

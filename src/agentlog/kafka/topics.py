@@ -82,6 +82,18 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient(base_config(settings))
 
 
+def replication_for(live: int, known: int) -> dict[str, int]:
+    """The replication plan for the `live` brokers, refused when `known` brokers (live, or holding
+    replicas of existing topics) would give another: a topic created while a node is down would keep
+    the lower replication factor for good."""
+    plan = replication_plan(live)
+    if known > live and replication_plan(known) != plan:
+        raise BrokerError(f"{known - live} of {known} brokers are down: topics created now would get replication "
+                          f"factor {plan['replication_factor']} instead of {replication_plan(known)['replication_factor']} "
+                          "for good; start the missing brokers, then run `agentlog init` again")
+    return plan
+
+
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create every missing topic with its spec; returns the names created. Safe to run repeatedly."""
     admin = admin_client(settings)
@@ -89,7 +101,9 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     wanted = [spec for spec in TOPICS if settings.topic(spec.name) not in metadata.topics]
     if not wanted:
         return []
-    plan = replication_plan(len(metadata.brokers))
+    known = set(metadata.brokers) | {r for t in metadata.topics.values() for p in t.partitions.values()
+                                     for r in p.replicas}
+    plan = replication_for(len(metadata.brokers), len(known))
     futures = admin.create_topics(
         [NewTopic(settings.topic(s.name), num_partitions=s.partitions, replication_factor=plan["replication_factor"],
                   config={**s.config, "min.insync.replicas": str(plan["min_insync_replicas"])}) for s in wanted],
