@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from fake_http import LoopbackServer
+from helpers import ALL_SERVICES, Stack
 
 
 def openai_lines(pieces: Sequence[str], model: str) -> list[bytes]:
@@ -95,3 +96,11 @@ class RecordingSink:
     @property
     def writes(self) -> list[str]:
         return [text for call, text in self.calls if call == "write"]
+
+
+def start_with_model_synthesis(stack: Stack, model_url: str) -> None:
+    """All services offline except synthesis, which writes answers with the model at `model_url`.
+    Only synthesis knows the model, so the router must not answer local turns itself (router/inline.py)."""
+    stack.start(*(s for s in ALL_SERVICES if s not in ("synthesis", "router")))
+    stack.start("router", extra_env={"AGENTLOG_INLINE_TURNS": "0"})
+    stack.start("synthesis", extra_env={"OPENAI_BASE_URL": model_url, "AGENTLOG_LLM_TIMEOUT_S": "120"})

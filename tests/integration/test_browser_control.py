@@ -13,8 +13,8 @@ import pytest
 
 from agentlog.tools.email import sent_emails
 from gateway_server import CHROMIUM, GatewayServer, chromium_page
-from helpers import ALL_SERVICES, Stack
-from stream_fakes import StreamingServer
+from helpers import Stack
+from stream_fakes import StreamingServer, start_with_model_synthesis
 
 pytest.importorskip("playwright.sync_api")
 
@@ -43,8 +43,7 @@ def streaming_gateway(agentlog_env: dict[str, str]) -> Iterator[tuple[GatewaySer
     writes its first piece and then waits for the test to open the gate."""
     gate = threading.Event()
     with StreamingServer("openai", PIECES, gate=gate) as model, Stack(agentlog_env) as stack:
-        stack.start(*(s for s in ALL_SERVICES if s != "synthesis"))
-        stack.start("synthesis", extra_env={"OPENAI_BASE_URL": model.url, "AGENTLOG_LLM_TIMEOUT_S": "120"})
+        start_with_model_synthesis(stack, model.url)
         with GatewayServer(stack.settings, chat_timeout=90) as gateway:
             try:
                 yield gateway, gate

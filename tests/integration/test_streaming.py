@@ -19,7 +19,7 @@ from agentlog.kafka.topics import ANSWER_STREAM, USER_COMMANDS
 from agentlog.services.synthesis.deltas import SUBJECT
 from gateway_server import GatewayServer
 from helpers import ALL_SERVICES, Stack, wait_for
-from stream_fakes import StreamingServer
+from stream_fakes import StreamingServer, start_with_model_synthesis
 
 PIECES = ["Streaming ", "works: ", "the answer ", "is 42."]
 # a plan that asks for synthesis: the model writes the answer (else the template words the results)
@@ -40,7 +40,17 @@ def streamed_text(deltas: list[dict[str, Any]]) -> str:
     return text
 
 
-def test_the_offline_answer_is_streamed_in_pieces_and_only_the_final_answer_is_recorded(stack: Stack) -> None:
+def test_the_offline_answer_is_streamed_in_pieces_and_only_the_final_answer_is_recorded(
+        agentlog_env: dict[str, str]) -> None:
+    with Stack(agentlog_env) as stack:
+        # Turns of local tools only are answered by the router itself, unstreamed (router/inline.py):
+        # this one goes through the synthesis service.
+        stack.start(*(s for s in ALL_SERVICES if s != "router"))
+        stack.start("router", extra_env={"AGENTLOG_INLINE_TURNS": "0"})
+        streams_the_offline_answer(stack)
+
+
+def streams_the_offline_answer(stack: Stack) -> None:
     sent, events = stack.ask("What is 2+3 and what is 10*4?", f"conv-{uuid.uuid4().hex[:8]}")
     answer = events[-1]
     assert answer.type == "FinalAnswerSynthesized"
@@ -62,8 +72,7 @@ def gated_stack(agentlog_env: dict[str, str]) -> Iterator[tuple[Stack, Streaming
     writes the first piece and then waits for the test to open the gate."""
     gate = threading.Event()
     with StreamingServer("openai", PIECES, gate=gate) as model, Stack(agentlog_env) as stack:
-        stack.start(*(s for s in ALL_SERVICES if s != "synthesis"))
-        stack.start("synthesis", extra_env={"OPENAI_BASE_URL": model.url, "AGENTLOG_LLM_TIMEOUT_S": "120"})
+        start_with_model_synthesis(stack, model.url)
         try:
             yield stack, model, gate
         finally:

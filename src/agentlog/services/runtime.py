@@ -71,11 +71,16 @@ def local_tools(registry: ToolRegistry) -> dict[str, ToolSpec]:
 
 def _router(settings: Settings) -> Handler:
     from agentlog.llm.planner import configured_planner
+    from agentlog.llm.synthesis import configured_synthesizer
+    from agentlog.services.orchestrator.service import approval_tools
+    from agentlog.services.router.inline import InlineTurns
     from agentlog.services.router.memory import MemoryLimits
     from agentlog.services.router.service import RouterHandler
 
     # The offline planner unless an LLM provider is configured; the store caches conversation memory.
-    return RouterHandler(configured_planner(), _store(settings, "router"), MemoryLimits.from_env())
+    tools = load_tools()
+    inline = InlineTurns.from_env(local_tools(tools), approval_tools(tools), configured_synthesizer())
+    return RouterHandler(configured_planner(), _store(settings, "router"), MemoryLimits.from_env(), inline)
 
 
 def _store(settings: Settings, service: str) -> PartitionStore:

@@ -1,5 +1,6 @@
 """The aggregator's fold: gather each turn's question, plan and step outcomes from the event log,
-and when the plan completes or fails, send one SynthesizeFinalAnswerRequested.
+and when the plan completes or fails, send one SynthesizeFinalAnswerRequested (not for a turn the
+router ran inline: its answer is already in the log).
 
 A turn whose request was sent is reduced to a marker, so a replayed or duplicated PlanCompleted
 never asks for a second answer and finished turns cost little memory.
@@ -97,6 +98,9 @@ class AggregatorDecider:
         turn = state.turns.get(event.turn_id) or _new_turn()
         if turn["done"]:
             return Decision(state, [])
+        if event.type == "PlanGenerated" and event.payload.get("inline"):
+            # The router wrote this turn's answer with its plan (router/inline.py): nothing to request.
+            return Decision(replace(state, turns={**state.turns, event.turn_id: {"done": True}}), [])
         if event.type in ENDING:
             outcome = "completed" if event.type == "PlanCompleted" else "failed"
             request = _synthesis_request(turn, outcome, event.payload.get("reason"))

@@ -79,8 +79,9 @@ class _Turn:
     """A working copy of one turn while one event is being decided."""
 
     def __init__(self, conversation_id: str, turn: TurnState, cause: Envelope, now: datetime,
-                 local_tools: LocalTools, approvals: ApprovalTools) -> None:
+                 local_tools: LocalTools, approvals: ApprovalTools, source: str) -> None:
         self.conversation_id = conversation_id
+        self.source = source
         self.turn = turn
         self.steps = dict(turn.steps)
         self.cause = cause
@@ -93,7 +94,7 @@ class _Turn:
 
     def emit(self, topic: str, kind: str, type_: str, payload: dict[str, Any], *id_parts: object) -> None:
         self.outputs.append(Output(topic, caused_by(self.cause, kind, type_, payload,  # type: ignore[arg-type]
-                                                    source=SOURCE, now=self.now, id_parts=id_parts)))
+                                                    source=self.source, now=self.now, id_parts=id_parts)))
 
     def resolved_arguments(self, step: StepState) -> dict[str, Any]:
         values = {s.id: s.value for s in self.steps.values() if s.status == "succeeded"}
@@ -157,7 +158,7 @@ class _Turn:
         self.steps[step.id] = replace(step, status="running", attempt=attempt, retry_at_ms=None,
                                       deadline_ms=_ms(self.now) + step.timeout_ms)
         if local is not None:
-            result = run_tool(local, self.outputs[-1].envelope, source=SOURCE, worker=f"{SOURCE} (local)",
+            result = run_tool(local, self.outputs[-1].envelope, source=self.source, worker=f"{self.source} (local)",
                               now=self.now)
             self.ran_locally.append((self.steps[step.id], result))
 
@@ -257,11 +258,14 @@ class OrchestratorDecider:
 
     `local_tools` are run in-process (pure and deterministic, so replay reaches the same result);
     all other tools go to the tool workers. `approvals` names the tools that wait for a person.
+    `source` names the service whose events these are (the router when it runs a turn inline).
     """
 
-    def __init__(self, local_tools: LocalTools | None = None, approvals: ApprovalTools | None = None) -> None:
+    def __init__(self, local_tools: LocalTools | None = None, approvals: ApprovalTools | None = None,
+                 source: str = SOURCE) -> None:
         self.local_tools: LocalTools = local_tools or {}
         self.approvals: ApprovalTools = approvals or {}
+        self.source = source
 
     def initial(self, conversation_id: str) -> ConversationState:
         return ConversationState(conversation_id=conversation_id)
@@ -280,20 +284,24 @@ class OrchestratorDecider:
         if event.type == "PlanGenerated":
             if turn is not None:
                 return Decision(replace(state, recent_ids=recent), [])
-            work = _Turn(state.conversation_id, start_turn(event), event, now, self.local_tools, self.approvals)
+            work = _Turn(state.conversation_id, start_turn(event), event, now, self.local_tools, self.approvals,
+                         self.source)
         elif turn is None or turn.status != "running":
             if event.type == "UserControlReceived":
                 _ignore_control(event, "the turn is not running" if turn else "no plan of this turn is known")
             return Decision(replace(state, recent_ids=recent), [])
         else:
-            work = _Turn(state.conversation_id, turn, event, now, self.local_tools, self.approvals)
+            work = _Turn(state.conversation_id, turn, event, now, self.local_tools, self.approvals, self.source)
             applied = _apply_control(work, event) if event.type == "UserControlReceived" else \
                 _apply_step_event(work, event)
             if not applied:
                 return Decision(replace(state, recent_ids=recent), [])
         new_turn = work.advance()
         turns = {**state.turns, new_turn.turn_id: new_turn}
-        return Decision(replace(state, turns=turns, recent_ids=recent), work.outputs)
+        # An inline plan's events were written with it by the router (router/inline.py) and follow in the
+        # log: reach the same state by running the same local steps, and send nothing.
+        outputs = [] if event.type == "PlanGenerated" and event.payload.get("inline") else work.outputs
+        return Decision(replace(state, turns=turns, recent_ids=recent), outputs)
 
 
 def _ignore_control(event: Envelope, why: str) -> None:

@@ -20,12 +20,14 @@ def rebuild_command() -> None:
 
     settings = Settings.from_env()
     try:
-        offsets = rebuild(settings, codec_from_registry(settings))
+        report = rebuild(settings, codec_from_registry(settings))
     except AgentlogError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from error
-    position = ", ".join(f"{p}:{o}" for p, o in sorted(offsets.items())) or "empty log"
-    console.print(f"rebuilt {history_db_path(settings)} (next offsets {position})")
+    position = ", ".join(f"{p}:{o}" for p, o in sorted(report.offsets.items())) or "empty log"
+    skipped = f", {report.invalid} invalid skipped" if report.invalid else ""
+    console.print(f"rebuilt {history_db_path(settings)} from {report.messages} messages{skipped} "
+                  f"(next offsets {position})")
 
 
 def register(app: typer.Typer) -> None:

@@ -39,13 +39,28 @@ class Turn:
 
 @dataclass
 class Conversation:
+    """Its turns in order; `add` and `clear` keep them indexed by id, so a long conversation folds in
+    linear time."""
+
     conversation_id: str
     user_id: str
     updated_at: str
     turns: list[Turn] = field(default_factory=list)
+    _by_id: dict[str, Turn] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._by_id.update((t.turn_id, t) for t in self.turns)
 
     def turn(self, turn_id: str) -> Turn | None:
-        return next((t for t in self.turns if t.turn_id == turn_id), None)
+        return self._by_id.get(turn_id)
+
+    def add(self, turn: Turn) -> None:
+        self.turns.append(turn)
+        self._by_id[turn.turn_id] = turn
+
+    def clear(self) -> None:
+        self.turns.clear()
+        self._by_id.clear()
 
     def messages(self) -> list[dict[str, str]]:
         """The seed's history.json shape: user and assistant messages in order."""
@@ -89,9 +104,9 @@ class HistoryState:
                 conversation = Conversation(event.conversation_id, event.user_id, event.timestamp)
                 self.conversations[event.conversation_id] = conversation
             if event.type == "UserHistoryReset":
-                conversation.turns.clear()
+                conversation.clear()
             elif conversation.turn(event.turn_id) is None:
-                conversation.turns.append(Turn(event.turn_id, str(event.payload["userInput"]), event.timestamp))
+                conversation.add(Turn(event.turn_id, str(event.payload["userInput"]), event.timestamp))
         conversation.user_id, conversation.updated_at = event.user_id, event.timestamp
         self.touched.add(event.conversation_id)
         return True

@@ -27,15 +27,16 @@ from agentlog.events.envelope import Envelope, event_subjects
 from agentlog.events.registry import SchemaRegistry
 from agentlog.faults import pause_point
 from agentlog.kafka.client import consumer_config, poll_batch
-from agentlog.kafka.reader import read_range
+from agentlog.kafka.reader import read_batches
 from agentlog.kafka.topics import CONVERSATION_EVENTS
-from agentlog.services.projections.history import RELEVANT_TYPES
+from agentlog.services.projections.history import RELEVANT_TYPES, HistoryState
 from agentlog.services.projections.store import (
     DB_NAME,
     JSON_NAME,
     HistoryStore,
     projection_dir,
     swap_lock,
+    sync_to_disk,
 )
 
 log = logging.getLogger(__name__)
@@ -43,16 +44,22 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 # Events whose subject header names anything else are skipped unread (most of a turn's events).
 RELEVANT_SUBJECTS = event_subjects(RELEVANT_TYPES)
-REBUILD_BATCH_SIZE = 10_000  # a rebuild has no reader waiting on it: fewer, larger SQLite transactions
+REBUILD_READ_BATCH = 10_000
+# A rebuild holds its fold in memory (about 1 KB per applied event) and writes it this often.
+REBUILD_FLUSH_EVENTS = 100_000
+# A replaying reader has no one waiting on a fresh message: fetch larger chunks per partition.
+REPLAY_CONFIG = {"max.partition.fetch.bytes": 8 * 1024 * 1024}
 POLL_TIMEOUT_S = 0.25
 
 
 @dataclass(frozen=True)
 class Batch:
-    """Decoded events and the next offset per (topic, partition) they take the projection to."""
+    """Decoded events, the next offset per (topic, partition) they take the projection to, and how many
+    messages were skipped as invalid."""
 
     events: list[Envelope]
     offsets: dict[tuple[str, int], int]
+    invalid: int = 0
 
 
 def decode_batch(codec: Codec, messages: Iterable[Message]) -> Batch:
@@ -60,6 +67,7 @@ def decode_batch(codec: Codec, messages: Iterable[Message]) -> Batch:
     still move the position."""
     events: list[Envelope] = []
     offsets: dict[tuple[str, int], int] = {}
+    invalid = 0
     for message in messages:
         error = message.error()
         if error is not None:
@@ -75,8 +83,8 @@ def decode_batch(codec: Codec, messages: Iterable[Message]) -> Batch:
         try:
             events.append(codec.decode(message.value()))
         except InvalidMessageError:
-            continue
-    return Batch(events, offsets)
+            invalid += 1
+    return Batch(events, offsets, invalid)
 
 
 class HistoryProjection:
@@ -130,9 +138,20 @@ class HistoryProjection:
                 self.store.export_json(self.directory / JSON_NAME)
 
 
-def rebuild(settings: Settings, codec: Codec) -> dict[int, int]:
-    """Fold the whole log from offset 0 into a fresh database, then swap it in; returns its offsets.
+@dataclass(frozen=True)
+class RebuildReport:
+    """Where a rebuild left the projection: next offset per partition, messages read, invalid ones skipped."""
 
+    offsets: dict[int, int]
+    messages: int
+    invalid: int
+
+
+def rebuild(settings: Settings, codec: Codec) -> RebuildReport:
+    """Fold the whole log from offset 0 into a fresh database, then swap it in.
+
+    The fold stays in memory across read batches and is written every REBUILD_FLUSH_EVENTS applied
+    events (and at the end), so each conversation is rewritten once per flush, not once per batch.
     A running projection notices the swap at its next batch and continues from the new offsets.
     """
     directory = projection_dir(settings)
@@ -140,30 +159,38 @@ def rebuild(settings: Settings, codec: Codec) -> dict[int, int]:
     for leftover in (fresh, fresh.with_name(f"{fresh.name}-journal")):
         leftover.unlink(missing_ok=True)
     topic = settings.topic(CONVERSATION_EVENTS)
-    store = HistoryStore(fresh)
+    store = HistoryStore(fresh, scratch=True)
+    messages = invalid = 0
     try:
-        pending: list[Message] = []
-        for message in read_range(settings, topic):
-            pending.append(message)
-            if len(pending) >= REBUILD_BATCH_SIZE:
-                batch, pending = decode_batch(codec, pending), []
-                store.apply_batch(batch.events, batch.offsets)
-        batch = decode_batch(codec, pending)
-        store.apply_batch(batch.events, batch.offsets)
-        offsets = store.offsets(topic)
+        state = HistoryState()
+        offsets: dict[tuple[str, int], int] = {}
+        for chunk in read_batches(settings, topic, REBUILD_READ_BATCH, config=REPLAY_CONFIG):
+            batch = decode_batch(codec, chunk)
+            messages, invalid = messages + len(chunk), invalid + batch.invalid
+            store.fold_into(state, batch.events)
+            offsets.update(batch.offsets)
+            if len(state.applied) >= REBUILD_FLUSH_EVENTS:
+                store.write(state, offsets)
+                state = HistoryState()
+        store.write(state, offsets)
+        report = RebuildReport(store.offsets(topic), messages, invalid)
     finally:
         store.close()
+    sync_to_disk(fresh)
     with swap_lock(directory):
         # Under the lock no writer is inside a transaction: a journal still there is a dead writer's,
         # and it must not be rolled back into the database that replaces its own.
         (directory / f"{DB_NAME}-journal").unlink(missing_ok=True)
         fresh.replace(directory / DB_NAME)
+        sync_to_disk(directory)
         swapped = HistoryStore(directory / DB_NAME)
         try:
             swapped.export_json(directory / JSON_NAME)
         finally:
             swapped.close()
-    return offsets
+    if invalid:
+        log.warning("rebuild skipped %d invalid messages (the services dead-lettered them)", invalid)
+    return report
 
 
 def codec_from_registry(settings: Settings) -> Codec:

@@ -93,6 +93,15 @@ def write_json_atomically(path: Path, data: Any) -> None:
     os.replace(temporary, path)
 
 
+def sync_to_disk(path: Path) -> None:
+    """fsync a file, or a directory: a rename is durable once its directory is synced."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def _load(db: sqlite3.Connection, conversation_ids: Iterable[str] | None) -> dict[str, Conversation]:
     """Conversations with their turns in order: the given ones, or all of them."""
     # The ids travel as one JSON array parameter: any number of them, no SQL built from strings.
@@ -104,9 +113,11 @@ def _load(db: sqlite3.Connection, conversation_ids: Iterable[str] | None) -> dic
         " ORDER BY c.conversation_id, t.seq", (wanted,))
     loaded: dict[str, Conversation] = {}
     for conversation_id, user_id, updated_at, turn_id, *turn in rows:
-        conversation = loaded.setdefault(conversation_id, Conversation(conversation_id, user_id, updated_at))
+        conversation = loaded.get(conversation_id)
+        if conversation is None:
+            conversation = loaded[conversation_id] = Conversation(conversation_id, user_id, updated_at)
         if turn_id is not None:
-            conversation.turns.append(Turn(turn_id, *turn))
+            conversation.add(Turn(turn_id, *turn))
     return loaded
 
 
@@ -117,13 +128,20 @@ def _offsets(db: sqlite3.Connection, topic: str) -> dict[int, int]:
 
 
 class HistoryStore:
-    """The projection's writer: one SQLite transaction per batch, rows and offsets together."""
+    """The projection's writer: one SQLite transaction per batch, rows and offsets together.
 
-    def __init__(self, path: Path) -> None:
+    `scratch` is for a rebuild's fresh file, read by nobody until it is swapped in: its commits skip
+    fsync (a crash mid-rebuild only loses the file, which the next rebuild deletes); the rebuild syncs
+    it once, before the swap (`sync_to_disk`).
+    """
+
+    def __init__(self, path: Path, scratch: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=DELETE")
+        if scratch:
+            self.db.execute("PRAGMA synchronous=OFF")
         self.db.executescript(SCHEMA)
         self.inode = path.stat().st_ino
 
@@ -141,32 +159,45 @@ class HistoryStore:
         """Fold `events` in and move to `offsets` (next offset per topic and partition) atomically.
 
         True when a conversation changed (history.json then needs rewriting)."""
+        state = HistoryState()
+        with self._transaction():
+            self.fold_into(state, events)
+            self._write(state, offsets)
+        return bool(state.touched)
+
+    def fold_into(self, state: HistoryState, events: Iterable[Envelope]) -> None:
+        """Fold `events` into `state`, first loading from the database what they touch and `state` lacks:
+        their conversations, and which of them were applied before. A rebuild keeps one state over many
+        batches and writes it now and then (`write`); a live batch folds into a state of its own."""
         relevant = [e for e in events if is_relevant(e)]
+        unknown_ids = {e.id for e in relevant} - state.seen
+        if unknown_ids:
+            ids = orjson.dumps(sorted(unknown_ids)).decode()
+            state.seen.update(row[0] for row in self.db.execute(
+                "SELECT event_id FROM applied_events WHERE event_id IN (SELECT value FROM json_each(?))", (ids,)))
+        unloaded = {e.conversation_id for e in relevant} - state.conversations.keys()
+        if unloaded:
+            state.conversations.update(_load(self.db, unloaded))
+        for event in relevant:
+            state.apply(event)
+
+    def write(self, state: HistoryState, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Store what `state` changed and the offsets it reached, in one transaction."""
+        with self._transaction():
+            self._write(state, offsets)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            state = self._state_for(relevant)
-            for event in relevant:
-                state.apply(event)
-            self._write(state)
-            self.db.executemany(
-                "INSERT INTO applied_offsets (topic, partition, next_offset) VALUES (?, ?, ?) "
-                "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-                [(topic, partition, offset) for (topic, partition), offset in offsets.items()])
+            yield
             pause_point("projection.before_commit")
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        return bool(state.touched)
 
-    def _state_for(self, events: list[Envelope]) -> HistoryState:
-        """Only what this batch can change: its conversations and which of its events were applied before."""
-        ids = orjson.dumps(sorted({e.id for e in events})).decode()
-        seen = {row[0] for row in self.db.execute(
-            "SELECT event_id FROM applied_events WHERE event_id IN (SELECT value FROM json_each(?))", (ids,))}
-        return HistoryState(conversations=_load(self.db, {e.conversation_id for e in events}), seen=seen)
-
-    def _write(self, state: HistoryState) -> None:
+    def _write(self, state: HistoryState, offsets: Mapping[tuple[str, int], int]) -> None:
         for conversation_id in sorted(state.touched):
             conversation = state.conversations[conversation_id]
             self.db.execute(
@@ -182,6 +213,10 @@ class HistoryStore:
                  for seq, t in enumerate(conversation.turns)])
         self.db.executemany("INSERT OR IGNORE INTO applied_events (event_id) VALUES (?)",
                             [(event_id,) for event_id in state.applied])
+        self.db.executemany(
+            "INSERT INTO applied_offsets (topic, partition, next_offset) VALUES (?, ?, ?) "
+            "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+            [(topic, partition, offset) for (topic, partition), offset in offsets.items()])
 
     def export_json(self, path: Path) -> None:
         """Rewrite history.json from the committed rows, in the seed's `{id: [messages]}` shape."""

@@ -11,6 +11,8 @@ and key, and the group uses the range assignor, so the events partition of a com
 is always assigned to the same router: the memory of a question is local. A planned question's
 PlanGenerated records the memory it was given; a reset the router writes is folded at once, so a
 question right behind a reset is planned without the forgotten turns.
+
+A plan of local steps only is run to its answer here, in the same transaction (router/inline.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from agentlog.events.plan import Plan, PlanError
 from agentlog.kafka.eos import Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS
 from agentlog.llm.audit import AuditedPlanner
+from agentlog.services.router.inline import InlineTurns
 from agentlog.services.router.memory import (
     MEMORY_EVENTS,
     MemoryDecider,
@@ -44,10 +47,12 @@ MEMORY_SUBJECTS = event_subjects(MEMORY_EVENTS)
 
 
 class RouterHandler(FoldHandler[MemoryState]):
-    def __init__(self, planner: Planner, store: PartitionStore, limits: MemoryLimits | None = None) -> None:
+    def __init__(self, planner: Planner, store: PartitionStore, limits: MemoryLimits | None = None,
+                 inline: InlineTurns | None = None) -> None:
         self.limits = limits or MemoryLimits()
         super().__init__(MemoryDecider(self.limits), store)
         self.planner = planner
+        self.inline = inline
 
     def _events_topic(self) -> str:
         assert self.loop is not None, "bind() comes before consuming"
@@ -93,7 +98,13 @@ class RouterHandler(FoldHandler[MemoryState]):
             return [user_control(envelope, now)]
         if envelope.type != "UserQueryReceived":
             raise ValueError(f"the router does not handle {envelope.type} commands")
-        return route_question(self.planner, envelope, now, self.memory(partition, envelope.conversation_id))
+        outputs = route_question(self.planner, envelope, now, self.memory(partition, envelope.conversation_id))
+        question, plan = outputs[0].envelope, outputs[-1].envelope
+        if self.inline is not None and plan.type == "PlanGenerated":
+            rest = self.inline.run(question, plan, now)
+            if rest is not None:
+                return [outputs[0], *rest]
+        return outputs
 
     @staticmethod
     def _event(cause: Envelope, type_: str, payload: dict[str, object], now: datetime) -> Output:

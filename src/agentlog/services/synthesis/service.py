@@ -45,17 +45,21 @@ class SynthesisHandler(Handler):
     def handle(self, envelope: Envelope, message: Message, now: datetime) -> list[Output]:
         if envelope.subject != "command.SynthesizeFinalAnswerRequested":
             raise ValueError(f"synthesis-requests carries SynthesizeFinalAnswerRequested only, got {envelope.subject}")
-        request = envelope.payload
-        # A plan that asks for no synthesis still gets the template's wording of its results.
-        synthesizer = self.synthesizer if request["synthesisRequired"] else TemplateSynthesizer()
         # A handler not bound to a loop (a unit test) has no producer and streams nothing.
         stream = self.deltas.turn(envelope.conversation_id, envelope.turn_id, envelope.user_id) if self.deltas else None
-        written = write_answer(synthesizer, request, stream or NullSink())
+        answer = answer_event(self.synthesizer, envelope.payload, envelope, now, stream or NullSink())
         if stream is not None:
             stream.finish()
-        payload = {"message": written.text, "outcome": request["outcome"], "synthesizer": written.synthesizer}
-        if written.llm is not None:
-            payload["llm"] = written.llm
-        # The id ignores the request's id: one answer per turn, whatever asked for it.
-        answer = caused_by(envelope, "event", "FinalAnswerSynthesized", payload, source=SOURCE, now=now)
         return [Output(CONVERSATION_EVENTS, answer)]
+
+
+def answer_event(synthesizer: Synthesizer, request: Mapping[str, Any], cause: Envelope, now: datetime,
+                 sink: TextSink, source: str = SOURCE) -> Envelope:
+    """The FinalAnswerSynthesized event for a SynthesizeFinalAnswerRequested payload.
+    A plan that asks for no synthesis still gets the template's wording of its results."""
+    written = write_answer(synthesizer if request["synthesisRequired"] else TemplateSynthesizer(), request, sink)
+    payload = {"message": written.text, "outcome": request["outcome"], "synthesizer": written.synthesizer}
+    if written.llm is not None:
+        payload["llm"] = written.llm
+    # The id ignores the cause's id: one answer per turn, whatever asked for it.
+    return caused_by(cause, "event", "FinalAnswerSynthesized", payload, source=source, now=now)
