@@ -177,8 +177,15 @@ def _parent(envelope: Envelope, headers: IncomingHeaders) -> Context:
 @contextmanager
 def handling(service: str, envelope: Envelope, headers: IncomingHeaders = None,
              kind: SpanKind = SpanKind.CONSUMER) -> Iterator[None]:
-    """Handle one message inside its span and log context; messages produced meanwhile carry the span."""
+    """Handle one message inside its span and log context; messages produced meanwhile carry the span.
+    Without a tracer provider only the log context is set: a no-op span costs ~10 % of a service's CPU."""
     token = _message.set(envelope)
+    if not tracing_enabled():
+        try:
+            yield
+        finally:
+            _message.reset(token)
+        return
     tracer = trace.get_tracer("agentlog")
     try:
         with tracer.start_as_current_span(f"{service} {envelope.type}", context=_parent(envelope, headers),
@@ -191,8 +198,16 @@ def handling(service: str, envelope: Envelope, headers: IncomingHeaders = None,
         _message.reset(token)
 
 
+def tracing_enabled() -> bool:
+    """Whether spans go anywhere: a tracer provider was set (configure_tracing, or a test's own)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 def current_headers() -> Headers:
-    """The `traceparent` of the current span, for the headers of a message being produced."""
+    """The `traceparent` of the current span, for the headers of a message being produced (none while
+    tracing is off: a reader with tracing on then starts from the turn's root, in the same trace)."""
+    if not tracing_enabled():
+        return []
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
     return [(key, value.encode()) for key, value in carrier.items()]

@@ -25,6 +25,7 @@ SERVICES = ("router", "orchestrator", "aggregator", "synthesis")
 def test_a_turn_is_one_trace_across_services(agentlog_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in agentlog_env.items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AGENTLOG_INLINE_TURNS", "0")  # every service takes part (else the router answers alone)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))

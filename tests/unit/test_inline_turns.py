@@ -136,5 +136,5 @@ def test_orchestrator_and_aggregator_fold_an_inline_turn_without_sending_anythin
         o_state, a_state = o_decision.state, a_decision.state
         sent += o_decision.outputs + a_decision.outputs
     assert sent == []
-    assert o_state.turns["t1"].status == "completed"
+    assert o_state.turns["t1"].status == "inline"
     assert a_state.turns["t1"] == {"done": True}

@@ -11,7 +11,6 @@ may be listening to. So secured clients raise both at once, naming the cause.
 from __future__ import annotations
 
 import os
-
 import re
 import time
 from functools import partial

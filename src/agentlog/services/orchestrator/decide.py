@@ -1,7 +1,8 @@
 """The orchestrator's decisions: a pure fold from (state, event) to (state, messages to send).
 
 Rules:
-- PlanGenerated starts a turn (once per turn) and dispatches every step without dependencies.
+- PlanGenerated starts a turn (once per turn) and dispatches every step without dependencies;
+  one marked `inline` was run to its answer by the router (router/inline.py) and is only recorded.
 - A step attempt is a ToolInvocationRequested command plus its audit event. The invocation id is
   derived from (conversation, turn, step, attempt); the idempotency key from (conversation, turn,
   step) only, so a retry can never repeat the effect of an earlier attempt.
@@ -284,6 +285,9 @@ class OrchestratorDecider:
         if event.type == "PlanGenerated":
             if turn is not None:
                 return Decision(replace(state, recent_ids=recent), [])
+            if event.payload.get("inline"):  # its events follow in the log: nothing to drive, nothing to send
+                done = replace(start_turn(event), steps={}, status="inline")
+                return Decision(replace(state, turns={**state.turns, done.turn_id: done}, recent_ids=recent), [])
             work = _Turn(state.conversation_id, start_turn(event), event, now, self.local_tools, self.approvals,
                          self.source)
         elif turn is None or turn.status != "running":
@@ -298,10 +302,7 @@ class OrchestratorDecider:
                 return Decision(replace(state, recent_ids=recent), [])
         new_turn = work.advance()
         turns = {**state.turns, new_turn.turn_id: new_turn}
-        # An inline plan's events were written with it by the router (router/inline.py) and follow in the
-        # log: reach the same state by running the same local steps, and send nothing.
-        outputs = [] if event.type == "PlanGenerated" and event.payload.get("inline") else work.outputs
-        return Decision(replace(state, turns=turns, recent_ids=recent), outputs)
+        return Decision(replace(state, turns=turns, recent_ids=recent), work.outputs)
 
 
 def _ignore_control(event: Envelope, why: str) -> None:

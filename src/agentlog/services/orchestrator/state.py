@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 StepStatus = Literal["pending", "awaiting_approval", "running", "backoff", "succeeded", "failed", "skipped"]
-TurnStatus = Literal["running", "completed", "failed", "cancelled"]
+# "inline": the router ran the turn to its answer (router/inline.py); its events follow the plan in the log.
+TurnStatus = Literal["running", "completed", "failed", "cancelled", "inline"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "skipped"})
 RECENT_IDS = 512
 
