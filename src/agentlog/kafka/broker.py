@@ -46,8 +46,29 @@ LIB_DIR_ENV = "AGENTLOG_KAFKA_LIB_DIR"
 _MARKER = ".pom-sha256"
 # Jars that prove a lib dir was filled from our pom (used for shared dirs made without a marker).
 _REQUIRED_JARS = (f"kafka_2.13-{KAFKA_VERSION}.jar", "log4j-slf4j-impl-2.24.3.jar")
-# Small-footprint JVM: with the 4 MB dedupe buffer below the heap is mostly idle (~180-230 MB RSS).
-_JVM_OPTS = "-Xms256m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=48m"
+# Memory budget of one broker JVM (and of each cluster node): <= 300 MB PSS under load
+# (BENCHMARK.md, "Broker memory"). Serial GC ends up touching every page of the heap (garbage is
+# promoted until a full GC), so a long-running broker's PSS is Xmx + ~100 MB of native memory
+# (metaspace ~45, code cache ~15, symbols, thread stacks, libjvm): 256 MB gave 370 MB. The live
+# heap under `agentlog bench` load is 30-65 MB (+16 KB per partition), so 160 MB leaves room.
+HEAP_MB = 160
+JVM_OPTS = (f"-Xms{HEAP_MB}m", f"-Xmx{HEAP_MB}m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-XX:ReservedCodeCacheSize=48m")
+# glibc gives each of the ~90 JVM threads an arena of its own otherwise: ~7 MB of PSS saved.
+JVM_ENV = {"MALLOC_ARENA_MAX": "2"}
+MEMORY_PROPERTIES = {
+    # The default 128 MB dedupe buffer (on the heap) is most of an idle broker's memory.
+    "log.cleaner.dedupe.buffer.size": "4194304",
+    # Thread pools sized for a 2-core laptop, not a server: defaults 8 / 3 / 10 (the io and network
+    # pools exist for the broker and for the controller, the network one per listener).
+    "num.io.threads": "4",
+    "num.network.threads": "2",
+    "background.threads": "4",
+    # 50 partitions each by default. Only a fresh data dir gets these: an existing one keeps its
+    # topics, and the coordinators map ids over the topic's real partition count.
+    "offsets.topic.num.partitions": "6",
+    "transaction.state.log.num.partitions": "6",
+}
 _LOG4J2 = """status = warn
 appender.file.type = File
 appender.file.name = FILE
@@ -105,6 +126,17 @@ def new_cluster_id() -> str:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         if not cluster_id.startswith("-"):
             return cluster_id
+
+
+def java_command(lib: Path, config_dir: Path, logs_dir: Path) -> list[str]:
+    """`java` with the memory budget's options and the log4j config in `config_dir`, before the main class."""
+    return ["java", *JVM_OPTS, f"-Dlog4j2.configurationFile={config_dir / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={logs_dir}", "-cp", f"{lib}/*"]
+
+
+def jvm_env() -> dict[str, str]:
+    """This process's environment plus the broker JVM's allocator settings."""
+    return {**os.environ, **JVM_ENV}
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -293,9 +325,7 @@ class LocalBroker:
             bootstrap = f"127.0.0.1:{port}"
             self._write_config(port, controller_port)
             # StorageTool logs through log4j too: without the config it prints SLF4J NOP warnings.
-            log_cfg = f"-Dlog4j2.configurationFile={self.kafka_dir / 'log4j2.properties'}"
-            logs = f"-Dkafka.logs.dir={self.logs_dir}"
-            java = ["java", *_JVM_OPTS.split(), log_cfg, logs, "-cp", f"{lib}/*"]
+            java = java_command(lib, self.kafka_dir, self.logs_dir)
             self._format(java)
             with open(self.logs_dir / "broker.out", "wb") as out:
                 self._proc = subprocess.Popen(
@@ -305,6 +335,7 @@ class LocalBroker:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    env=jvm_env(),
                 )
             started = {"pid": self._proc.pid, "port": port, "controller_port": controller_port}
             self._write_state({**started, "bootstrap": bootstrap, "started_at": time.time()})
@@ -337,8 +368,7 @@ class LocalBroker:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
-            # The default 128 MB dedupe buffer is most of an idle broker's memory.
-            "log.cleaner.dedupe.buffer.size": "4194304",
+            **MEMORY_PROPERTIES,
             # After a crash (kill()) the restarted broker cannot register until the old incarnation's
             # session expires: 9 s by default; both live in one JVM on loopback, so 4 s is plenty.
             "broker.session.timeout.ms": "4000",

@@ -31,13 +31,15 @@ from confluent_kafka.admin import AdminClient
 
 from agentlog.errors import BrokerError
 from agentlog.kafka.broker import (
-    _JVM_OPTS,
     _LOG4J2,
     KAFKA_VERSION,
+    MEMORY_PROPERTIES,
     LocalBroker,
     _free_port,
     _tail,
     is_kafka_process,
+    java_command,
+    jvm_env,
     new_cluster_id,
     read_state_file,
     wait_process_gone,
@@ -75,7 +77,7 @@ def node_properties(node_id: int, host: str, port: int, controller_port: int, vo
         "share.coordinator.state.topic.replication.factor": rf,
         "share.coordinator.state.topic.min.isr": isr,
         "group.initial.rebalance.delay.ms": "0",
-        "log.cleaner.dedupe.buffer.size": "4194304",
+        **MEMORY_PROPERTIES,  # the same JVM budget as a single broker (broker.py)
         # A SIGKILLed node re-registers only after its old session expires; followers are dropped
         # from the ISR after replica.lag.time.max.ms, so a dead node stops blocking acks=all soon.
         "broker.session.timeout.ms": "4000",
@@ -226,9 +228,7 @@ class LocalCluster:
         config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (directory / "log4j2.properties").write_text(_LOG4J2)
         lib = self.jars.ensure_jars()
-        java = [*state.get("launcher", []), "java", *_JVM_OPTS.split(),
-                f"-Dlog4j2.configurationFile={directory / 'log4j2.properties'}", f"-Dkafka.logs.dir={logs}",
-                "-cp", f"{lib}/*"]
+        java = [*state.get("launcher", []), *java_command(lib, directory, logs)]
         if not (data / "meta.properties").exists():
             cmd = [*java, "kafka.tools.StorageTool", "format", "-t", state["cluster_id"], "-c", str(config)]
             done = subprocess.run(cmd, cwd=directory, capture_output=True, text=True, timeout=120)
@@ -236,7 +236,7 @@ class LocalCluster:
                 raise BrokerError(f"formatting node {node_id} failed:\n{done.stdout}{done.stderr}")
         with open(logs / "broker.out", "ab") as out:
             proc = subprocess.Popen([*java, "kafka.Kafka", str(config)], cwd=directory, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=jvm_env())
         self._procs[node_id] = proc
         return proc.pid
 
