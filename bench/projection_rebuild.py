@@ -2,14 +2,15 @@
 
 Writes N synthetic turns (4 events each, 2 of them folded by the history) to a fresh topic prefix
 on the broker at KAFKA_BOOTSTRAP_SERVERS, each with its subject header as the services write them,
-then times `agentlog projections rebuild`'s function.
+then times `agentlog projections rebuild`'s function RUNS times over the same log (default 3).
 
-    KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/python bench/projection_rebuild.py 20000
+    KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 .venv/bin/python bench/projection_rebuild.py 25000 [RUNS]
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -25,7 +26,7 @@ from agentlog.kafka.topics import CONVERSATION_EVENTS, ensure_topics
 from agentlog.services.projections.service import rebuild
 
 
-def main(turns: int) -> None:
+def main(turns: int, runs: int) -> None:
     env = dict(os.environ, AGENTLOG_TOPIC_PREFIX=f"rebuild{uuid.uuid4().hex[:8]}.",
                AGENTLOG_VAR_DIR=tempfile.mkdtemp(prefix="agentlog-rebuild-"))
     settings = Settings.from_env(env)
@@ -53,13 +54,19 @@ def main(turns: int) -> None:
             producer.poll(0)
     producer.flush(60)
     print(f"wrote {events} events in {time.perf_counter() - started:.1f} s")
-    started, cpu_started = time.perf_counter(), time.process_time()
-    rebuild(settings, codec)
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    # CPU seconds (all threads, librdkafka's included) say more than wall time on a shared machine
-    print(f"rebuilt the history projection from {events} events in {elapsed:.2f} s: {events / elapsed:,.0f} events/s "
-          f"({cpu:.2f} CPU s: {events / cpu:,.0f} events per CPU second)")
+    rates, cpu_rates = [], []
+    for _ in range(runs):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        report = rebuild(settings, codec)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        rates.append(events / elapsed)
+        cpu_rates.append(events / cpu)
+        # CPU seconds (all threads, librdkafka's included) say more than wall time on a shared machine
+        print(f"rebuilt the history projection from {report.messages} events ({report.invalid} invalid) in "
+              f"{elapsed:.2f} s: {rates[-1]:,.0f} events/s ({cpu:.2f} CPU s: {cpu_rates[-1]:,.0f} events per CPU second)")
+    print(f"{runs} runs: min {min(rates):,.0f} / median {statistics.median(rates):,.0f} events/s; "
+          f"min {min(cpu_rates):,.0f} / median {statistics.median(cpu_rates):,.0f} events per CPU second")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20000)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20000, int(sys.argv[2]) if len(sys.argv) > 2 else 3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from agentlog.events.envelope import Envelope
+from agentlog.errors import InvalidMessageError
+from agentlog.events.codec import SUBJECT_HEADER
+from agentlog.events.envelope import Envelope, caused_by, command, utc_now
 from agentlog.kafka.client import producer_config
 from agentlog.kafka.reader import read_range
 from agentlog.kafka.topics import CONVERSATION_EVENTS
@@ -41,12 +44,13 @@ def json_path(stack: Stack) -> Path:
 
 
 def log_events(stack: Stack) -> tuple[list[Envelope], dict[int, int]]:
-    """Every event of the store as logged (duplicates included) and the next offset per partition."""
+    """Every valid event of the store as logged (duplicates included) and the next offset per partition."""
     events, ends = [], {}
     for message in read_range(stack.settings, stack.settings.topic(CONVERSATION_EVENTS)):
         partition, offset = message.partition(), message.offset()
         assert partition is not None and offset is not None
-        events.append(stack.codec.decode(message.value()))
+        with contextlib.suppress(InvalidMessageError):
+            events.append(stack.codec.decode(message.value()))
         ends[partition] = offset + 1
     return events, ends
 
@@ -133,9 +137,9 @@ def test_rebuild_from_offset_zero_equals_the_incremental_projection(stack: Stack
     resend(stack, lambda e: e.type == "UserHistoryReset")
     settle(stack)
     incremental = snapshot(stack)
-    offsets = rebuild(stack.settings, stack.codec)
+    report = rebuild(stack.settings, stack.codec)
     assert snapshot(stack) == incremental
-    assert offsets == log_events(stack)[1]
+    assert report.offsets == log_events(stack)[1] and report.invalid == 0
     # The running projection picks the swapped-in database up and carries on from its offsets.
     stack.ask("What is 1+1?", "conv-h1")
     expected = settle(stack)
@@ -159,3 +163,32 @@ def test_a_projection_killed_mid_way_resumes_to_the_same_result(stack: Stack, po
     assert [q for q, _ in pairs(found["histories"]["conv-h2"])] == ["What is 10*4?", "What is 7-2?"]
     rebuild(stack.settings, stack.codec)
     assert snapshot(stack) == found
+
+
+def test_invalid_events_are_skipped_alike_by_the_live_projection_and_the_rebuild(agentlog_env: dict[str, str]) -> None:
+    """Bytes no schema accepts, under a subject the history folds: the live projection skips them (the
+    orchestrator dead-letters them) and a rebuild must skip exactly the same ones, and count them."""
+    with Stack(agentlog_env) as stack:
+        stack.start("projection")
+        root = command("UserQueryReceived", conversation_id="conv-bad", turn_id="t1", user_id="u1",
+                       payload={"userInput": "What is 2+2?"}, source="test")
+        question = caused_by(root, "event", "UserQueryReceived", {"userInput": "What is 2+2?", "language": "en"},
+                             source="test", now=utc_now())
+        answer = caused_by(root, "event", "FinalAnswerSynthesized",
+                           {"message": "2+2 = 4.", "outcome": "completed", "synthesizer": "test"}, source="test",
+                           now=utc_now())
+        forged = {**caused_by(root, "event", "UserQueryReceived", {"userInput": "forged", "language": "en"},
+                              source="test", now=utc_now(), id_parts=("x",)).to_json(), "turnId": "t 2"}
+        values = [stack.codec.encode(question), orjson.dumps(forged), b"{not json", stack.codec.encode(answer)]
+        producer = Producer(producer_config(stack.settings, "test-writer"))
+        for value in values:
+            producer.produce(stack.settings.topic(CONVERSATION_EVENTS), key=b"conv-bad", value=value,
+                             headers=[(SUBJECT_HEADER, b"event.UserQueryReceived")])
+        assert producer.flush(10) == 0
+        expected = settle(stack)
+        live = snapshot(stack)
+        assert pairs(live["histories"]["conv-bad"]) == [("What is 2+2?", "2+2 = 4.")]
+        assert live["histories"] == expected["histories"]
+        report = rebuild(stack.settings, stack.codec)
+        assert report.invalid == 2 and report.messages == 4
+        assert snapshot(stack) == live

@@ -44,10 +44,15 @@ class Codec:
     """Validates against a fixed set of (subject, version) schemas, usually read from the registry."""
 
     def __init__(self, schemas: Mapping[tuple[str, int], Mapping[str, Any]] | None = None) -> None:
-        self._validators = compile_validators(packaged_schemas() if schemas is None else schemas)
+        self._schemas = dict(packaged_schemas() if schemas is None else schemas)
+        self._validators = compile_validators(self._schemas)
 
     def subjects(self) -> set[tuple[str, int]]:
         return set(self._validators)
+
+    def schema(self, subject: str, version: int) -> Mapping[str, Any] | None:
+        """The schema this codec checks (subject, version) against; None when it knows none."""
+        return self._schemas.get((subject, version))
 
     def _validate(self, subject: str, version: Any, data: Any) -> None:
         validator = self._validators.get((subject, version)) if isinstance(version, int) else None

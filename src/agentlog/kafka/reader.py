@@ -47,45 +47,86 @@ def read_range(
     `partitions` when set (`starts` and `ends` do not narrow the partitions read)."""
     consumer = Consumer(consumer_config(settings, None, "agentlog-reader"))
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            raise BrokerError(f"topic {topic} does not exist")
-        wanted = set(metadata.partitions) if partitions is None else set(partitions) & set(metadata.partitions)
-        for partition in sorted(wanted):
-            low, high = watermarks(consumer, topic, partition, timeout)
-            end = high if ends is None else ends.get(partition, high)
-            start = max(low, (starts or {}).get(partition, OFFSET_BEGINNING))
-            if start == OFFSET_BEGINNING:
-                start = low
-            if start >= end:
-                continue
-            yield from _read_partition(consumer, TopicPartition(topic, partition, start), end, timeout)
+        for partition, (start, end) in sorted(_ranges(consumer, topic, starts, ends, timeout, partitions).items()):
+            for batch in _consume_ranges(consumer, topic, {partition: (start, end)}, 500, timeout):
+                yield from batch
     finally:
         consumer.close()
 
 
-def _read_partition(consumer: Consumer, tp: TopicPartition, end: int, timeout: float) -> Iterator[Message]:
-    consumer.assign([tp])
+def read_batches(
+    settings: Settings,
+    topic: str,
+    batch_size: int = 10_000,
+    timeout: float = 30.0,
+) -> Iterator[list[Message]]:
+    """Every message of `topic` up to the high watermarks now, in batches read from all partitions at once.
+
+    For a reader that replays a whole topic (a projection rebuild): librdkafka fetches every partition
+    in parallel while the caller works, instead of one partition after another. Each partition's
+    messages come in offset order; a batch interleaves partitions."""
+    consumer = Consumer(consumer_config(settings, None, "agentlog-reader"))
+    try:
+        yield from _consume_ranges(consumer, topic, _ranges(consumer, topic, None, None, timeout, None),
+                                   batch_size, timeout)
+    finally:
+        consumer.close()
+
+
+def _ranges(
+    consumer: Consumer,
+    topic: str,
+    starts: Mapping[int, int] | None,
+    ends: Mapping[int, int] | None,
+    timeout: float,
+    partitions: Iterable[int] | None,
+) -> dict[int, tuple[int, int]]:
+    """(start, end) per partition that has anything to read."""
+    metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise BrokerError(f"topic {topic} does not exist")
+    wanted = set(metadata.partitions) if partitions is None else set(partitions) & set(metadata.partitions)
+    ranges: dict[int, tuple[int, int]] = {}
+    for partition in wanted:
+        low, high = watermarks(consumer, topic, partition, timeout)
+        end = high if ends is None else ends.get(partition, high)
+        start = max(low, (starts or {}).get(partition, OFFSET_BEGINNING))
+        if start == OFFSET_BEGINNING:
+            start = low
+        if start < end:
+            ranges[partition] = (start, end)
+    return ranges
+
+
+def _consume_ranges(
+    consumer: Consumer, topic: str, ranges: Mapping[int, tuple[int, int]], batch_size: int, timeout: float
+) -> Iterator[list[Message]]:
+    """Batches of the messages in `ranges` ((start, end) per partition) until every partition reaches its end."""
+    if not ranges:
+        return
+    consumer.assign([TopicPartition(topic, partition, start) for partition, (start, _) in ranges.items()])
+    ends = {partition: end for partition, (_, end) in ranges.items()}
     deadline = time.monotonic() + timeout
-    position = tp.offset
-    while position < end:
+    while ends:
         if time.monotonic() > deadline:
-            raise BrokerError(f"timed out reading {tp.topic}[{tp.partition}] at {position} of {end}")
+            raise BrokerError(f"timed out reading {topic} partitions {sorted(ends)} up to {ends}")
         # consume() waits out its timeout unless the batch fills: keep it short, the loop re-polls.
-        for message in consumer.consume(500, 0.05):
+        batch: list[Message] = []
+        for message in consumer.consume(batch_size, 0.05):
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
-                raise BrokerError(f"reading {tp.topic}[{tp.partition}]: {error}")
-            offset = message.offset()
-            assert offset is not None
-            # Transaction markers occupy offsets too: the position jumps past them.
-            position = offset + 1
+                raise BrokerError(f"reading {topic}[{message.partition()}]: {error}")
+            partition, offset = message.partition(), message.offset()
+            assert partition is not None and offset is not None
             deadline = time.monotonic() + timeout
-            if offset < end:
-                yield message
-        committed_end = consumer.position([TopicPartition(tp.topic, tp.partition)])[0].offset
-        if committed_end >= end:
-            break
+            if offset < ends.get(partition, -1):
+                batch.append(message)
+        if batch:
+            yield batch
+        # Transaction markers occupy offsets too: a partition is done once its position passes the end.
+        for tp in consumer.position([TopicPartition(topic, partition) for partition in ends]):
+            if tp.offset >= ends[tp.partition]:
+                del ends[tp.partition]
     consumer.unassign()

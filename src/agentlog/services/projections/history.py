@@ -9,16 +9,37 @@ question would otherwise wipe that question.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from agentlog.events.envelope import HISTORY_EVENT_TYPES, Envelope
+from agentlog.events.envelope import HISTORY_EVENT_TYPES
 
 RELEVANT_TYPES = HISTORY_EVENT_TYPES
 
 
-def is_relevant(event: Envelope) -> bool:
+class HistoryEvent(Protocol):
+    """What the fold reads of an event: an Envelope, or the lighter record a rebuild decodes (decode.py)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def conversation_id(self) -> str: ...
+    @property
+    def turn_id(self) -> str: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def timestamp(self) -> str: ...
+    @property
+    def payload(self) -> Mapping[str, Any]: ...
+
+
+def is_relevant(event: HistoryEvent) -> bool:
     """Commands on other topics share type names with events: only events of the store count."""
     return event.kind == "event" and event.type in RELEVANT_TYPES
 
@@ -64,12 +85,17 @@ class Conversation:
 
     def messages(self) -> list[dict[str, str]]:
         """The seed's history.json shape: user and assistant messages in order."""
-        out: list[dict[str, str]] = []
-        for turn in self.turns:
-            out.append({"role": "user", "content": turn.question})
-            if turn.answer is not None:
-                out.append({"role": "assistant", "content": turn.answer})
-        return out
+        return messages((turn.question, turn.answer) for turn in self.turns)
+
+
+def messages(turns: Iterable[tuple[str, str | None]]) -> list[dict[str, str]]:
+    """(question, answer) pairs as the seed's user and assistant messages."""
+    out: list[dict[str, str]] = []
+    for question, answer in turns:
+        out.append({"role": "user", "content": question})
+        if answer is not None:
+            out.append({"role": "assistant", "content": answer})
+    return out
 
 
 @dataclass
@@ -85,7 +111,7 @@ class HistoryState:
     touched: set[str] = field(default_factory=set)
     applied: list[str] = field(default_factory=list)
 
-    def apply(self, event: Envelope) -> bool:
+    def apply(self, event: HistoryEvent) -> bool:
         """Fold one event in; False when it is irrelevant or a duplicate."""
         if not is_relevant(event) or event.id in self.seen:
             return False
@@ -112,7 +138,7 @@ class HistoryState:
         return True
 
 
-def fold(events: Iterable[Envelope], state: HistoryState | None = None) -> HistoryState:
+def fold(events: Iterable[HistoryEvent], state: HistoryState | None = None) -> HistoryState:
     state = state if state is not None else HistoryState()
     for event in events:
         state.apply(event)

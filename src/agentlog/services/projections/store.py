@@ -19,15 +19,23 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from agentlog.config import Settings
-from agentlog.events.envelope import Envelope
 from agentlog.faults import pause_point
-from agentlog.services.projections.history import Conversation, HistoryState, Turn, is_relevant
+from agentlog.services.projections.history import (
+    Conversation,
+    HistoryEvent,
+    HistoryState,
+    Turn,
+    is_relevant,
+    messages,
+)
 
 DB_NAME = "history.sqlite"
 JSON_NAME = "history.json"
@@ -144,6 +152,8 @@ class HistoryStore:
             self.db.execute("PRAGMA synchronous=OFF")
         self.db.executescript(SCHEMA)
         self.inode = path.stat().st_ino
+        # Nothing applied yet (a rebuild's fresh file): no event can be a duplicate, no conversation stored.
+        self.empty = self.db.execute("SELECT 1 FROM applied_events LIMIT 1").fetchone() is None
 
     def replaced(self) -> bool:
         """Has a rebuild renamed another database over ours since we opened it?"""
@@ -155,7 +165,7 @@ class HistoryStore:
     def offsets(self, topic: str) -> dict[int, int]:
         return _offsets(self.db, topic)
 
-    def apply_batch(self, events: list[Envelope], offsets: Mapping[tuple[str, int], int]) -> bool:
+    def apply_batch(self, events: Iterable[HistoryEvent], offsets: Mapping[tuple[str, int], int]) -> bool:
         """Fold `events` in and move to `offsets` (next offset per topic and partition) atomically.
 
         True when a conversation changed (history.json then needs rewriting)."""
@@ -165,17 +175,17 @@ class HistoryStore:
             self._write(state, offsets)
         return bool(state.touched)
 
-    def fold_into(self, state: HistoryState, events: Iterable[Envelope]) -> None:
+    def fold_into(self, state: HistoryState, events: Iterable[HistoryEvent]) -> None:
         """Fold `events` into `state`, first loading from the database what they touch and `state` lacks:
         their conversations, and which of them were applied before. A rebuild keeps one state over many
         batches and writes it now and then (`write`); a live batch folds into a state of its own."""
         relevant = [e for e in events if is_relevant(e)]
-        unknown_ids = {e.id for e in relevant} - state.seen
+        unknown_ids = set() if self.empty else {e.id for e in relevant} - state.seen
         if unknown_ids:
             ids = orjson.dumps(sorted(unknown_ids)).decode()
             state.seen.update(row[0] for row in self.db.execute(
                 "SELECT event_id FROM applied_events WHERE event_id IN (SELECT value FROM json_each(?))", (ids,)))
-        unloaded = {e.conversation_id for e in relevant} - state.conversations.keys()
+        unloaded = set() if self.empty else {e.conversation_id for e in relevant} - state.conversations.keys()
         if unloaded:
             state.conversations.update(_load(self.db, unloaded))
         for event in relevant:
@@ -213,6 +223,7 @@ class HistoryStore:
                  for seq, t in enumerate(conversation.turns)])
         self.db.executemany("INSERT OR IGNORE INTO applied_events (event_id) VALUES (?)",
                             [(event_id,) for event_id in state.applied])
+        self.empty = self.empty and not state.applied
         self.db.executemany(
             "INSERT INTO applied_offsets (topic, partition, next_offset) VALUES (?, ?, ?) "
             "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
@@ -220,8 +231,12 @@ class HistoryStore:
 
     def export_json(self, path: Path) -> None:
         """Rewrite history.json from the committed rows, in the seed's `{id: [messages]}` shape."""
-        conversations = _load(self.db, None)
-        write_json_atomically(path, {cid: c.messages() for cid, c in sorted(conversations.items())})
+        rows = self.db.execute("SELECT c.conversation_id, t.question, t.answer FROM conversations c "
+                               "LEFT JOIN turns t USING (conversation_id) ORDER BY c.conversation_id, t.seq")
+        # Straight from the rows, without building the fold's objects: this runs after every batch.
+        exported = {cid: messages((q, a) for _, q, a in group if q is not None)
+                    for cid, group in groupby(rows, key=itemgetter(0))}
+        write_json_atomically(path, exported)
 
     def close(self) -> None:
         self.db.close()
