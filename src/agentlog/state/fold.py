@@ -35,7 +35,8 @@ class Decision(Generic[S]):
 
 
 class Decider(Protocol[S]):
-    """Pure decision logic: a fold over one conversation's events that may emit outputs."""
+    """Pure decision logic: a fold over one conversation's events that may emit outputs. States are
+    immutable: `decide` returns the very state it was given when the event changes nothing."""
 
     def initial(self, conversation_id: str) -> S: ...
 
@@ -120,11 +121,12 @@ class FoldHandler(Handler, Generic[S]):
         states = self.states.setdefault(partition, {})
         key = envelope.conversation_id
         current = states.get(key)
-        decision = self.decider.decide(current if current is not None else self.decider.initial(key),
-                                       envelope, now)
-        states[key] = decision.state
-        self.dirty.setdefault(partition, set()).add(key)
-        self.on_state_changed(partition, key, decision.state)
+        before = current if current is not None else self.decider.initial(key)
+        decision = self.decider.decide(before, envelope, now)
+        if decision.state is not before:  # states are immutable: the same object means nothing to store
+            states[key] = decision.state
+            self.dirty.setdefault(partition, set()).add(key)
+            self.on_state_changed(partition, key, decision.state)
         return decision.outputs
 
     def on_state_changed(self, partition: int, key: str, state: S) -> None:

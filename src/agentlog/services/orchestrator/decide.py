@@ -278,31 +278,35 @@ class OrchestratorDecider:
         return ConversationState.from_json(raw)
 
     def decide(self, state: ConversationState, event: Envelope, now: datetime) -> Decision[ConversationState]:
+        """The same state object back when the event changes nothing (FoldHandler then stores nothing);
+        only events that change state are remembered in recent_ids, against their redelivery."""
         if event.kind != "event" or event.id in state.recent_ids:
             return Decision(state, [])
-        recent = (*state.recent_ids[-(RECENT_IDS - 1):], event.id)
         turn = state.turns.get(event.turn_id)
         if event.type == "PlanGenerated":
             if turn is not None:
-                return Decision(replace(state, recent_ids=recent), [])
+                return Decision(state, [])
             if event.payload.get("inline"):  # its events follow in the log: nothing to drive, nothing to send
                 done = replace(start_turn(event), steps={}, status="inline")
-                return Decision(replace(state, turns={**state.turns, done.turn_id: done}, recent_ids=recent), [])
+                return Decision(_with_turn(state, done, event), [])
             work = _Turn(state.conversation_id, start_turn(event), event, now, self.local_tools, self.approvals,
                          self.source)
         elif turn is None or turn.status != "running":
             if event.type == "UserControlReceived":
                 _ignore_control(event, "the turn is not running" if turn else "no plan of this turn is known")
-            return Decision(replace(state, recent_ids=recent), [])
+            return Decision(state, [])
         else:
             work = _Turn(state.conversation_id, turn, event, now, self.local_tools, self.approvals, self.source)
             applied = _apply_control(work, event) if event.type == "UserControlReceived" else \
                 _apply_step_event(work, event)
             if not applied:
-                return Decision(replace(state, recent_ids=recent), [])
-        new_turn = work.advance()
-        turns = {**state.turns, new_turn.turn_id: new_turn}
-        return Decision(replace(state, turns=turns, recent_ids=recent), work.outputs)
+                return Decision(state, [])
+        return Decision(_with_turn(state, work.advance(), event), work.outputs)
+
+
+def _with_turn(state: ConversationState, turn: TurnState, event: Envelope) -> ConversationState:
+    recent = (*state.recent_ids[-(RECENT_IDS - 1):], event.id)
+    return replace(state, turns={**state.turns, turn.turn_id: turn}, recent_ids=recent)
 
 
 def _ignore_control(event: Envelope, why: str) -> None:
