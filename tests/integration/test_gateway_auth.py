@@ -43,6 +43,9 @@ def gateway(stack: Stack) -> Iterator[GatewayServer]:
         yield server
 
 
+ACCEPTED = (200, 202)  # answered within the gateway's 0.5 s, or accepted and still running
+
+
 @pytest.fixture(scope="module")
 def strict(stack: Stack) -> Iterator[GatewayServer]:
     """A gateway with small limits and one allowed cross-origin (read from the environment at start)."""
@@ -234,10 +237,10 @@ def test_a_user_over_the_rate_gets_429_with_retry_after_and_others_do_not(strict
     """Key users, as anonymous ones on this one address also share its bucket (next test)."""
     eager, calm = strict.key_client("eager"), strict.key_client("calm")
     answers = [eager.post("/api/chat", json={"prompt": f"What is {n}+1?"}) for n in range(3)]
-    assert [a.status_code for a in answers[:2]] == [202, 202]
+    assert all(a.status_code in ACCEPTED for a in answers[:2]), [a.status_code for a in answers]
     assert answers[2].status_code == 429 and int(answers[2].headers["retry-after"]) >= 1
     assert "AGENTLOG_RATE_LIMIT_PER_MINUTE" in answers[2].json()["error"]
-    assert calm.post("/api/chat", json={"prompt": "What is 9+1?"}).status_code == 202
+    assert calm.post("/api/chat", json={"prompt": "What is 9+1?"}).status_code in ACCEPTED
 
 
 def test_dropping_the_cookie_does_not_escape_the_rate_limit(strict: GatewayServer) -> None:
@@ -246,8 +249,8 @@ def test_dropping_the_cookie_does_not_escape_the_rate_limit(strict: GatewayServe
     for n in range(3):  # the address's burst is 2
         with httpx.Client(base_url=strict.url, timeout=60) as fresh:
             codes.append(fresh.post("/api/chat", json={"prompt": f"What is {n}+2?"}).status_code)
-    assert codes[-1] == 429 and set(codes) <= {202, 429}, codes
-    assert strict.key_client("keyed").post("/api/chat", json={"prompt": "What is 3+2?"}).status_code == 202
+    assert codes[-1] == 429 and set(codes) <= {*ACCEPTED, 429}, codes
+    assert strict.key_client("keyed").post("/api/chat", json={"prompt": "What is 3+2?"}).status_code in ACCEPTED
 
 
 def test_cross_origin_requests_are_refused_unless_the_origin_is_configured(gateway: GatewayServer,

@@ -75,7 +75,8 @@ def test_api_metrics_proxies_the_metrics_service_and_is_404_while_it_is_down(
         assert list(data) == PANEL_KEYS, "a flat object of numbers, in the order the panel lists them"
         assert data["conversations"] == 1 and data["turnsFailed"] == 0 and data["duplicates"] == 0
         assert data["events"] >= 7, "question, plan, two tool calls and results, completion, answer"
-        assert 0 < data["turnP50Seconds"] <= data["turnP95Seconds"] < 90
+        # an inline turn records question and answer in one transaction: 0 s apart in the log's clock
+        assert 0 <= data["turnP50Seconds"] <= data["turnP95Seconds"] < 90
         assert all(isinstance(value, int | float) for value in data.values())
         if BROWSER:
             panel = page_panel(gateway, admin)
