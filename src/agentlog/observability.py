@@ -108,10 +108,19 @@ class RedactingFormatter(logging.Formatter):
     def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
         super().__init__()
         self.inner = inner
-        self.forms = secret_forms(secrets)
+        self.secrets = tuple(sorted(secrets, key=len, reverse=True))
+        self.forms = secret_forms(self.secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        return _replace_forms(self.inner.format(record), self.forms)
+        line = self.inner.format(record)
+        redacted = _replace_forms(line, self.forms)
+        if redacted == line or not isinstance(self.inner, JsonFormatter):
+            return redacted
+        # Redact the decoded values and encode again: replacing inside the escaped line could cut a
+        # JSON escape in two (a secret "000000" after a NUL, written \u0000) and break the line.
+        fields = orjson.loads(line)
+        return orjson.dumps({key: _replace_forms(value, self.secrets) if isinstance(value, str) else value
+                             for key, value in fields.items()}).decode()
 
 
 def log_handler(service: str, stream: TextIO) -> logging.Handler:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
 
 from agentlog.llm.base import Completion
 
@@ -68,3 +68,22 @@ class StreamingSynthesizer(Protocol):
     """A synthesizer that streams its answer as it writes it (see llm/streaming.py) and says who wrote it."""
 
     def synthesize_streaming(self, request: Mapping[str, Any], sink: TextSink) -> WrittenBy: ...
+
+
+_IMPLEMENTS: dict[tuple[type, type], bool] = {}
+
+
+def _implements(cls: type, protocol: type) -> bool:
+    # isinstance against a runtime-checkable Protocol costs ~30 µs; the answer depends on the class only
+    known = _IMPLEMENTS.get((cls, protocol))
+    if known is None:
+        known = _IMPLEMENTS[(cls, protocol)] = issubclass(cls, protocol)
+    return known
+
+
+def is_audited_planner(planner: object) -> TypeGuard[AuditedPlanner]:
+    return _implements(type(planner), AuditedPlanner)
+
+
+def is_streaming_synthesizer(synthesizer: object) -> TypeGuard[StreamingSynthesizer]:
+    return _implements(type(synthesizer), StreamingSynthesizer)

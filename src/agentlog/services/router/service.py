@@ -27,7 +27,7 @@ from agentlog.events.envelope import Envelope, caused_by, event_subjects
 from agentlog.events.plan import Plan, PlanError
 from agentlog.kafka.eos import Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS
-from agentlog.llm.audit import AuditedPlanner
+from agentlog.llm.audit import is_audited_planner
 from agentlog.services.router.inline import InlineTurns
 from agentlog.services.router.memory import (
     MEMORY_EVENTS,
@@ -139,7 +139,7 @@ def route_question(planner: Planner, command: Envelope, now: datetime,
             query = PlanningQuery(user_input=user_input, conversation_id=command.conversation_id,
                                   turn_id=command.turn_id, language=language,
                                   history=tuple((t.question, t.answer) for t in memory))
-            if isinstance(planner, AuditedPlanner):  # a model planner says who answered (it may fall back)
+            if is_audited_planner(planner):  # a model planner says who answered (it may fall back)
                 planned = planner.plan_audited(query)
                 plan, planner_name, llm, refused = planned.plan, planned.planner, planned.llm, planned.refused
             else:

@@ -17,7 +17,7 @@ from confluent_kafka import Message
 from agentlog.events.envelope import Envelope, caused_by
 from agentlog.kafka.eos import Handler, Output, TransactionalLoop
 from agentlog.kafka.topics import CONVERSATION_EVENTS
-from agentlog.llm.audit import StreamingSynthesizer, WrittenBy
+from agentlog.llm.audit import WrittenBy, is_streaming_synthesizer
 from agentlog.llm.streaming import NullSink, TextSink, write_chunks
 from agentlog.services.synthesis.compose import Synthesizer, TemplateSynthesizer
 from agentlog.services.synthesis.deltas import DeltaPublisher
@@ -27,7 +27,7 @@ SOURCE = "synthesis"
 
 def write_answer(synthesizer: Synthesizer, request: Mapping[str, Any], sink: TextSink) -> WrittenBy:
     """The answer and who wrote it, streamed into `sink` as it is written."""
-    if isinstance(synthesizer, StreamingSynthesizer):  # a model synthesizer says who wrote it (it may fall back)
+    if is_streaming_synthesizer(synthesizer):  # a model synthesizer says who wrote it (it may fall back)
         return synthesizer.synthesize_streaming(request, sink)
     text = synthesizer.synthesize(request)
     write_chunks(sink, text)
