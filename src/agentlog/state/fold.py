@@ -1,22 +1,27 @@
 """A Handler that folds one topic's events into per-conversation state kept in a PartitionStore.
 
-On assignment it loads the partition's states and recovers the gap between the store's applied
-offset L and the group's committed offset C by replaying [L, C) through the fold alone: the
-outputs of that range are already in the log. L > C means the group's offsets were reset or
-expired; starting then would re-run committed work, so it refuses with a clear error.
+On assignment it recovers the gap between the store's applied offset L and the group's committed
+offset C by replaying [L, C) through the fold alone: the outputs of that range are already in the
+log. States live in the store; memory holds a bounded cache of them (AGENTLOG_STATE_CACHE
+conversations per process, the least recently changed evicted after a commit, never one with
+uncommitted changes), so a service's memory does not grow with the number of conversations.
+L > C means the group's offsets were reset or expired; starting then would re-run committed work,
+so it refuses with a clear error.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from confluent_kafka import Message, TopicPartition
 
-from agentlog.errors import InvalidMessageError, StateOffsetAheadError
+from agentlog.errors import ConfigurationError, InvalidMessageError, StateOffsetAheadError
 from agentlog.events.codec import subject_header
 from agentlog.events.envelope import Envelope, parse_timestamp
 from agentlog.kafka.eos import Handler, Output, TransactionalLoop
@@ -47,14 +52,28 @@ class Decider(Protocol[S]):
     def load(self, raw: Any) -> S: ...
 
 
+DEFAULT_STATE_CACHE = 20_000
+
+
+def state_cache_from_env() -> int:
+    """How many conversations' states a stateful service keeps in memory (AGENTLOG_STATE_CACHE)."""
+    raw = os.environ.get("AGENTLOG_STATE_CACHE", str(DEFAULT_STATE_CACHE))
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigurationError(f"AGENTLOG_STATE_CACHE must be a positive whole number, not {raw!r}")
+    return int(raw)
+
+
 class FoldHandler(Handler, Generic[S]):
     """`subjects`, when given, are the only subjects the decider's fold reacts to: the loop and the
     recovery skip the others unread (the decider must leave its state alone for them)."""
 
-    def __init__(self, decider: Decider[S], store: PartitionStore, subjects: frozenset[str] | None = None) -> None:
+    def __init__(self, decider: Decider[S], store: PartitionStore, subjects: frozenset[str] | None = None,
+                 cache_size: int | None = None) -> None:
         self.decider = decider
         self.store = store
         self.subjects = subjects
+        self.cache_size = cache_size if cache_size is not None else state_cache_from_env()
+        # partition -> conversation -> state, oldest change first (the eviction order)
         self.states: dict[int, dict[str, S]] = {}
         self.dirty: dict[int, set[str]] = {}
         self.loop: TransactionalLoop | None = None
@@ -76,8 +95,7 @@ class FoldHandler(Handler, Generic[S]):
         loop = self.loop
         assert loop is not None, "bind() comes before assignment"
         applied = self.store.applied_offset(topic, partition)
-        states = {key: self.decider.load(raw) for key, raw in self.store.states(partition)}
-        self.states[partition] = states
+        self.states[partition] = {}
         self.dirty[partition] = set()
         if applied is not None and (committed < 0 or applied > committed):
             raise StateOffsetAheadError(
@@ -111,6 +129,21 @@ class FoldHandler(Handler, Generic[S]):
     def on_recovered(self, partition: int) -> None:
         """Hook for subclasses (e.g. re-arm timers) once a partition's state is current."""
 
+    def stored_states(self, partition: int) -> Iterator[tuple[str, S]]:
+        """Every state of the partition as stored (current right after recovery), without caching them."""
+        for key, raw in self.store.states(partition):
+            yield key, self.decider.load(raw)
+
+    def state(self, partition: int, key: str) -> S | None:
+        """The conversation's state: from the cache, else from the store (then cached)."""
+        states = self.states.setdefault(partition, {})
+        current = states.get(key)
+        if current is None:
+            raw = self.store.get(partition, key)
+            if raw is not None:
+                current = states[key] = self.decider.load(raw)
+        return current
+
     def on_revoke(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self.states.pop(tp.partition, None)
@@ -118,12 +151,13 @@ class FoldHandler(Handler, Generic[S]):
 
     # -- processing ----------------------------------------------------------------------------
     def _apply(self, partition: int, envelope: Envelope, now: datetime) -> list[Output]:
-        states = self.states.setdefault(partition, {})
         key = envelope.conversation_id
-        current = states.get(key)
+        current = self.state(partition, key)
         before = current if current is not None else self.decider.initial(key)
         decision = self.decider.decide(before, envelope, now)
         if decision.state is not before:  # states are immutable: the same object means nothing to store
+            states = self.states[partition]
+            states.pop(key, None)  # re-inserted last: the most recently changed
             states[key] = decision.state
             self.dirty.setdefault(partition, set()).add(key)
             self.on_state_changed(partition, key, decision.state)
@@ -146,6 +180,18 @@ class FoldHandler(Handler, Generic[S]):
         self.store.write(changed, offsets)
         for p in self.dirty:
             self.dirty[p] = set()
+        self._evict()
+
+    def _evict(self) -> None:
+        """Forget the least recently changed states beyond the cache size (all are in the store now)."""
+        excess = sum(len(states) for states in self.states.values()) - self.cache_size
+        for partition, states in self.states.items():
+            if excess <= 0:
+                return
+            dirty = self.dirty.get(partition, set())
+            for key in [k for k in itertools.islice(states, excess) if k not in dirty]:
+                del states[key]
+                excess -= 1
 
     def rewind(self) -> None:
         for partition, keys in self.dirty.items():

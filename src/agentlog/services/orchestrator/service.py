@@ -54,14 +54,19 @@ class OrchestratorHandler(FoldHandler[ConversationState]):
 
     def on_state_changed(self, partition: int, key: str, state: ConversationState) -> None:
         timers = pending_timers(state)
-        self.timers[(partition, key)] = timers
+        if timers:
+            self.timers[(partition, key)] = timers
+        else:  # kept only for conversations with a timer: finished ones cost no memory here
+            self.timers.pop((partition, key), None)
         if (partition, key) in self.fired:
             self.fired[(partition, key)] &= set(timers)
+            if not self.fired[(partition, key)]:
+                del self.fired[(partition, key)]
         for timer in timers:
             heapq.heappush(self.heap, (timer.due_ms, partition, key))
 
     def on_recovered(self, partition: int) -> None:
-        for key, state in self.states.get(partition, {}).items():
+        for key, state in self.stored_states(partition):  # states are cached lazily: read them all once
             self.on_state_changed(partition, key, state)
 
     def on_revoke(self, partitions: list[TopicPartition]) -> None:
@@ -84,7 +89,7 @@ class OrchestratorHandler(FoldHandler[ConversationState]):
             due_keys.add((partition, key))
         outputs = []
         for partition, key in due_keys:
-            state = self.states.get(partition, {}).get(key)
+            state = self.state(partition, key)
             fired = self.fired.setdefault((partition, key), set())
             for timer in self.timers.get((partition, key), []):
                 if state is None or timer.due_ms > now_ms or timer in fired:

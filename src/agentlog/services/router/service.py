@@ -88,7 +88,7 @@ class RouterHandler(FoldHandler[MemoryState]):
 
     def memory(self, partition: int, conversation_id: str) -> tuple[RememberedTurn, ...]:
         """The window a question of this conversation is planned with now."""
-        state = self.states.get(partition, {}).get(conversation_id)
+        state = self.state(partition, conversation_id)
         return () if state is None else bounded(state.window, self.limits)
 
     def _command(self, envelope: Envelope, partition: int, now: datetime) -> list[Output]:
