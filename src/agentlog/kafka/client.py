@@ -148,8 +148,9 @@ def consumer_config(settings: Settings, group: str | None, client_id: str) -> di
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         # The broker answers a waiting fetch as soon as a commit makes data visible, so a long wait
-        # costs no latency; a short one costs the broker ~100 empty fetches per second per consumer.
-        "fetch.wait.max.ms": int(os.environ.get("AGENTLOG_FETCH_WAIT_MS", "100")),
+        # costs no latency (measured: same p50 at 10, 100 and 500 ms); a short one costs the broker
+        # up to 1000/wait empty fetches per second per consumer.
+        "fetch.wait.max.ms": int(os.environ.get("AGENTLOG_FETCH_WAIT_MS", "500")),
         "partition.assignment.strategy": "range",
         "session.timeout.ms": 10000,
         "heartbeat.interval.ms": 1000,

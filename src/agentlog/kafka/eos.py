@@ -228,7 +228,7 @@ class TransactionalLoop:
                                   "group.instance.id": settings.topic(client_id)})
         self.metrics = LoopMetrics(service)
         self.batch_linger = float(os.environ.get("AGENTLOG_BATCH_LINGER_MS", "5")) / 1000
-        self._last_batch = 0
+        self._last_productive = 0  # messages of the last batch that produced outputs
         self._rebalances = 0
         self._slots: dict[tuple[str, int], deque[tuple[int, Slot]]] = {}  # consumed, not yet committed
         self._paused: set[tuple[str, int]] = set()
@@ -281,11 +281,13 @@ class TransactionalLoop:
         return min(longest, max(0.0, wakeup - time.monotonic()))
 
     def _poll_once(self) -> None:
-        # Under load (the last batch had company) linger briefly to batch more per transaction.
-        linger = self.batch_linger if self._last_batch > 1 else 0.0
+        # Under load (several messages of the last batch produced outputs) linger briefly to batch more
+        # per transaction. Messages that only fold (e.g. a service's own events read back) do not count:
+        # at light load they would make every next message wait out the linger.
+        linger = self.batch_linger if self._last_productive > 1 else 0.0
         rebalances = self._rebalances
         messages = poll_batch(self.consumer, self.batch_size, self._poll_timeout(), linger)
-        self._last_batch = len(messages)
+        self._last_productive = 0
         if messages and self._rebalances != rebalances:
             # The assignment changed while this batch was fetched: some messages may belong to
             # partitions (and state) no longer ours. Drop the batch; re-read from the committed offsets.
@@ -303,6 +305,7 @@ class TransactionalLoop:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             assert topic is not None and partition is not None and offset is not None
             slot = self._handle(message, now)
+            self._last_productive += bool(slot)
             self._slots.setdefault((topic, partition), deque()).append((offset, slot))
             if isinstance(slot, Deferred):
                 started.append(slot.future)
