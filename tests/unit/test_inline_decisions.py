@@ -11,6 +11,7 @@ from agentlog.events.envelope import Envelope, caused_by, command
 from agentlog.kafka.eos import Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS
 from agentlog.llm.streaming import NullSink
+from agentlog.ops.replay import state_at
 from agentlog.services.aggregator.fold import AggregatorDecider
 from agentlog.services.orchestrator.decide import OrchestratorDecider
 from agentlog.services.router.inline import InlineTurns
@@ -138,3 +139,15 @@ def test_orchestrator_and_aggregator_fold_an_inline_turn_without_sending_anythin
     assert sent == []
     assert o_state.turns["t1"].status == "inline"
     assert a_state.turns["t1"] == {"done": True}
+
+
+def test_replay_shows_an_inline_turns_steps_as_they_were_recorded() -> None:
+    outputs = inline().run(asked(), plan([dict(s) for s in TWO_STEPS]), NOW)
+    assert outputs is not None
+    events = [asked(), *(o.envelope for o in outputs)]
+    first_result = next(i for i, e in enumerate(events) if e.type == "ToolInvocationResulted")
+    during = state_at(events, first_result).turns["t1"]
+    assert during.status == "running" and during.steps["sum"].status == "succeeded"
+    assert during.steps["times"].status == "running"
+    after = state_at(events, len(events) - 1).turns["t1"]
+    assert after.status == "completed" and after.steps["times"].value is not None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from agentlog.config import Settings
@@ -46,6 +46,9 @@ def state_at(events: Sequence[Envelope], index: int) -> ConversationState:
         {str(e.payload["tool"]) for e in events if e.type == "ApprovalRequested"}, 0))
     state = decider.initial(events[0].conversation_id)
     for event in events[: index + 1]:
+        if event.type == "PlanGenerated" and event.payload.get("inline"):
+            # the router ran it (router/inline.py): fold its recorded steps as the orchestrator would have
+            event = replace(event, payload={k: v for k, v in event.payload.items() if k != "inline"})
         state = decider.decide(state, event, datetime.fromisoformat(event.timestamp)).state
     return state
 

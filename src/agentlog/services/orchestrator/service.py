@@ -87,15 +87,15 @@ class OrchestratorHandler(FoldHandler[ConversationState]):
         while self.heap and self.heap[0][0] <= now_ms:
             _, partition, key = heapq.heappop(self.heap)
             due_keys.add((partition, key))
-        outputs = []
+        outputs: list[Output] = []
         for partition, key in due_keys:
-            state = self.state(partition, key)
-            fired = self.fired.setdefault((partition, key), set())
-            for timer in self.timers.get((partition, key), []):
-                if state is None or timer.due_ms > now_ms or timer in fired:
-                    continue
-                fired.add(timer)
-                outputs.append(Output(CONVERSATION_EVENTS, timer_event(state, timer, utc_now())))
+            timers = self.timers.get((partition, key), [])
+            ready = [t for t in timers if t.due_ms <= now_ms and t not in self.fired.get((partition, key), ())]
+            # A finished conversation's stale heap entry: no state is loaded, nothing is remembered.
+            state = self.state(partition, key) if ready else None
+            if state is not None:
+                self.fired.setdefault((partition, key), set()).update(ready)
+                outputs.extend(Output(CONVERSATION_EVENTS, timer_event(state, timer, utc_now())) for timer in ready)
             # Timers not yet due stay armed.
             for timer in self.timers.get((partition, key), []):
                 if timer.due_ms > now_ms:
