@@ -42,7 +42,10 @@ class EventCollector:
         self.watcher = EventWatcher(settings, codec)
         self.events: list[Envelope] = []
         self._answers: dict[str, tuple[float, float, str]] = {}  # turn -> (perf counter, wall, outcome)
-        self._arrived = threading.Condition()
+        # One event per waiting turn: a shared condition woke every waiting thread at each answer, and at
+        # 400 answers/s that herd cost the load generator more CPU than the services it measures.
+        self._waiting: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-collector", daemon=True)
         self._thread.start()
@@ -54,17 +57,23 @@ class EventCollector:
                     continue
                 self.events.append(event)
                 if event.type == "FinalAnswerSynthesized":
-                    with self._arrived:
+                    with self._lock:
                         self._answers[event.turn_id] = (time.perf_counter(), time.time(),
                                                         str(event.payload.get("outcome")))
-                        self._arrived.notify_all()
+                        waiting = self._waiting.get(event.turn_id)
+                    if waiting is not None:
+                        waiting.set()
 
     def wait(self, turn_id: str, timeout: float) -> tuple[float, float, str] | None:
         """(arrival perf counter, arrival wall time, outcome), or None after `timeout` seconds."""
-        with self._arrived:
-            if self._arrived.wait_for(lambda: turn_id in self._answers, timeout):
+        with self._lock:
+            if turn_id in self._answers:
                 return self._answers[turn_id]
-            return None
+            arrived = self._waiting.setdefault(turn_id, threading.Event())
+        arrived.wait(timeout)
+        with self._lock:
+            self._waiting.pop(turn_id, None)
+            return self._answers.get(turn_id)
 
     def close(self) -> None:
         self._stop.set()
