@@ -19,14 +19,14 @@ import typer
 
 from agentlog.cli_eval import eval_app
 from agentlog.errors import AgentlogError
-from agentlog.llm.audit import AuditedPlanner, PlannedBy
+from agentlog.llm.audit import PlannedBy, is_audited_planner
 from agentlog.services.router.planner import Planner, PlanningQuery, detect_language
 
 
 def plan_question(planner: Planner, question: str) -> PlannedBy:
     """What the router's planner makes of one question, with who made it."""
     query = PlanningQuery(user_input=question, conversation_id="cli", turn_id="cli", language=detect_language(question))
-    if isinstance(planner, AuditedPlanner):
+    if is_audited_planner(planner):
         return planner.plan_audited(query)
     return PlannedBy(planner.plan(query), planner.name, None)
 
