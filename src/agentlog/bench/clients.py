@@ -42,8 +42,7 @@ class EventCollector:
         self.watcher = EventWatcher(settings, codec)
         self.events: list[Envelope] = []
         self._answers: dict[str, tuple[float, float, str]] = {}  # turn -> (perf counter, wall, outcome)
-        # One event per waiting turn: a shared condition woke every waiting thread at each answer, and at
-        # 400 answers/s that herd cost the load generator more CPU than the services it measures.
+        # One event per waiting turn: a shared condition would wake every waiting thread at each answer.
         self._waiting: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
