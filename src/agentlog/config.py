@@ -60,6 +60,14 @@ def positive_number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def positive_whole_number(env: Mapping[str, str], name: str, default: int) -> int:
+    """`positive_number` for counts: a fraction is refused too, naming the variable."""
+    value = positive_number(env, name, default)
+    if not float(value).is_integer():
+        raise ConfigurationError(f"{name} must be a whole number, not {env.get(name)!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a service or the CLI needs to know about its surroundings."""

@@ -86,7 +86,7 @@ def test_uncommitted_states_are_never_evicted_and_a_rewind_restores_the_committe
     assert handler.state(0, "a") == Count("a", 1) and handler.state(0, "b") is None
 
 
-@pytest.mark.parametrize("raw", ["0", "-3", "many"])
+@pytest.mark.parametrize("raw", ["0", "-3", "many", "0.5"])
 def test_a_bad_cache_size_is_refused_by_name(raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTLOG_STATE_CACHE", raw)
     with pytest.raises(ConfigurationError, match="AGENTLOG_STATE_CACHE"):

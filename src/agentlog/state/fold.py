@@ -21,7 +21,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from confluent_kafka import Message, TopicPartition
 
-from agentlog.errors import ConfigurationError, InvalidMessageError, StateOffsetAheadError
+from agentlog.config import positive_whole_number
+from agentlog.errors import InvalidMessageError, StateOffsetAheadError
 from agentlog.events.codec import subject_header
 from agentlog.events.envelope import Envelope, parse_timestamp
 from agentlog.kafka.eos import Handler, Output, TransactionalLoop
@@ -57,10 +58,7 @@ DEFAULT_STATE_CACHE = 20_000
 
 def state_cache_from_env() -> int:
     """How many conversations' states a stateful service keeps in memory (AGENTLOG_STATE_CACHE)."""
-    raw = os.environ.get("AGENTLOG_STATE_CACHE", str(DEFAULT_STATE_CACHE))
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigurationError(f"AGENTLOG_STATE_CACHE must be a positive whole number, not {raw!r}")
-    return int(raw)
+    return positive_whole_number(os.environ, "AGENTLOG_STATE_CACHE", DEFAULT_STATE_CACHE)
 
 
 class FoldHandler(Handler, Generic[S]):
