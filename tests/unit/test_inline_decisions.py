@@ -3,10 +3,15 @@ for plans no other service is needed for; the orchestrator and aggregator fold t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 import agentlog.tools.math  # noqa: F401  (registers calculateMath)
+from agentlog.events.codec import INLINE_TURN_HEADER
 from agentlog.events.envelope import Envelope, caused_by, command
 from agentlog.kafka.eos import Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS
@@ -17,6 +22,8 @@ from agentlog.services.orchestrator.decide import OrchestratorDecider
 from agentlog.services.router.inline import InlineTurns
 from agentlog.services.synthesis.compose import TemplateSynthesizer
 from agentlog.services.synthesis.service import answer_event
+from agentlog.state.fold import FoldHandler
+from agentlog.state.store import PartitionStore
 from agentlog.tools.registry import DEFAULT_REGISTRY, ToolError, ToolOutput, ToolRegistry, ToolSpec, tool
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -151,3 +158,44 @@ def test_replay_shows_an_inline_turns_steps_as_they_were_recorded() -> None:
     assert during.steps["times"].status == "running"
     after = state_at(events, len(events) - 1).turns["t1"]
     assert after.status == "completed" and after.steps["times"].value is not None
+
+
+class Tagged:
+    """The parts of a consumed message `FoldHandler.skips` reads."""
+
+    def __init__(self, output: Output) -> None:
+        self._headers = list(output.headers)
+
+    def key(self) -> bytes:
+        return b"c1"
+
+    def partition(self) -> int:
+        return 0
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return self._headers
+
+
+@pytest.mark.parametrize("reader", ["orchestrator", "aggregator"])
+def test_an_inline_turns_rest_is_skipped_unread_once_its_plan_is_recorded(reader: str, tmp_path: Path) -> None:
+    outputs = inline().run(asked(), plan([dict(s) for s in TWO_STEPS]), NOW)
+    assert outputs is not None
+    marked = [o for o in outputs if o.headers]
+    assert outputs[0].headers == () and marked == outputs[1:]  # the plan itself is read by everyone
+    assert {o.headers for o in marked} == {((INLINE_TURN_HEADER, b"t1"),)}
+    decider: Any = OrchestratorDecider(LOCAL) if reader == "orchestrator" else AggregatorDecider()
+    handler: FoldHandler[Any] = FoldHandler(decider, PartitionStore(tmp_path / reader),
+                                            inline_settled=decider.recorded_inline)
+    assert not any(handler.skips(m, m.headers()) for m in map(Tagged, marked))  # plan not read yet: read them
+    for event in (asked(), outputs[0].envelope):
+        handler._apply(0, event, NOW)
+    recorded = handler.state(0, "c1")
+    assert all(handler.skips(m, m.headers()) for m in map(Tagged, marked))
+    for output in marked:  # skipping them changes nothing: folding them leaves the same state
+        handler._apply(0, output.envelope, NOW)
+    assert handler.state(0, "c1") is recorded
+    # A header naming a turn not recorded as inline (running here) is no reason to skip: it is read.
+    running = plan([{"id": "w", "tool": "getWeather", "arguments": {"city": "Paris"}}])
+    forged = Output(CONVERSATION_EVENTS, replace(running, turn_id="t2"), ((INLINE_TURN_HEADER, b"t2"),))
+    handler._apply(0, forged.envelope, NOW)
+    assert not handler.skips(Tagged(forged), forged.headers)

@@ -7,6 +7,11 @@ Every message a service produces also names its subject in the `agentlog-subject
 consumer that folds only a few types skips the others without decoding or validating them
 (`subject_header`). The header is a hint from our own producers, never trusted for content: a
 message that is not skipped is always decoded and validated.
+
+The router also marks the events it writes after an inline turn's PlanGenerated with that turn's id
+(`agentlog-inline-turn`, router/inline.py): a fold that has recorded the turn as run inline knows those
+events change nothing and skips them unread (state/fold.py). They were validated when the router
+encoded them, in the same transaction as the PlanGenerated every reader did validate.
 """
 
 from __future__ import annotations
@@ -25,15 +30,21 @@ Validator = Callable[[Any], Any]
 IncomingHeaders = dict[str, str | bytes | None] | list[tuple[str, str | bytes | None]] | None
 
 SUBJECT_HEADER = "agentlog-subject"
+INLINE_TURN_HEADER = "agentlog-inline-turn"
+
+
+def header(headers: IncomingHeaders, name: str) -> str | None:
+    """The value of header `name` (the first one), or None when the message has none."""
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    for key, value in pairs:
+        if key == name and value is not None:
+            return value.decode(errors="replace") if isinstance(value, bytes) else value
+    return None
 
 
 def subject_header(headers: IncomingHeaders) -> str | None:
     """The subject (kind.Type) a producer put in the message's headers; None when it did not."""
-    pairs = headers.items() if isinstance(headers, dict) else headers or ()
-    for key, value in pairs:
-        if key == SUBJECT_HEADER and value is not None:
-            return value.decode(errors="replace") if isinstance(value, bytes) else value
-    return None
+    return header(headers, SUBJECT_HEADER)
 
 
 def compile_validators(schemas: Mapping[tuple[str, int], Mapping[str, Any]]) -> dict[tuple[str, int], Validator]:

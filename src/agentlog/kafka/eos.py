@@ -53,7 +53,7 @@ from confluent_kafka import (
 
 from agentlog.config import Settings
 from agentlog.errors import FencedError, InvalidMessageError
-from agentlog.events.codec import SUBJECT_HEADER, Codec, subject_header
+from agentlog.events.codec import SUBJECT_HEADER, Codec, IncomingHeaders, subject_header
 from agentlog.events.envelope import Envelope, utc_now
 from agentlog.faults import pause_point
 from agentlog.kafka import dlq
@@ -77,10 +77,12 @@ OFFSETS_DELAY = float(os.environ.get("AGENTLOG_OFFSETS_DELAY_MS", "500")) / 1000
 
 @dataclass(frozen=True)
 class Output:
-    """A message to produce: `topic` is the logical topic name, the key is the conversation id."""
+    """A message to produce: `topic` is the logical topic name, the key is the conversation id;
+    `headers` are added to the subject and trace headers every message carries."""
 
     topic: str
     envelope: Envelope
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,14 @@ class Handler:
         """Whether messages of this subject (kind.Type) reach `handle`; the loop skips the others, unread
         when their subject header says so. A topic's invalid messages are dead-lettered only by the
         consumers that read them, so every topic needs one consumer that wants everything (for
-        conversation-events: the orchestrator)."""
+        conversation-events: the orchestrator, which skips only an inline turn's recorded rest: see
+        events/codec.py)."""
         return True
+
+    def skips(self, message: Message, headers: IncomingHeaders) -> bool:
+        """Whether the handler knows from the message's headers alone that it changes nothing (e.g. the
+        recorded rest of a turn it has settled): then it is skipped unread."""
+        return False
 
     def handle(self, envelope: Envelope, message: Message, now: datetime) -> list[Output] | Future[list[Output]]:
         """The outputs of one message, or a Future of them for work longer than a poll interval."""
@@ -325,8 +333,9 @@ class TransactionalLoop:
         self.metrics.batch(len(messages), len(outputs))
 
     def _handle(self, message: Message, now: datetime) -> Slot:
-        subject = subject_header(message.headers())
-        if subject is not None and not self.handler.wants(subject):
+        headers = message.headers()
+        subject = subject_header(headers)
+        if (subject is not None and not self.handler.wants(subject)) or self.handler.skips(message, headers):
             return []
         try:
             envelope = self.codec.decode(message.value())
@@ -405,7 +414,7 @@ class TransactionalLoop:
         headers = current_headers() if headers is None else headers
         return [
             RawOutput(self.settings.topic(o.topic), o.envelope.conversation_id.encode(), self.codec.encode(o.envelope),
-                      o.envelope.subject, [*headers, (SUBJECT_HEADER, o.envelope.subject.encode())])
+                      o.envelope.subject, [*headers, *o.headers, (SUBJECT_HEADER, o.envelope.subject.encode())])
             for o in outputs
         ]
 

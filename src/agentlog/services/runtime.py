@@ -98,7 +98,8 @@ def _aggregator(settings: Settings) -> Handler:
     from agentlog.services.aggregator.fold import SUBJECTS, AggregatorDecider
     from agentlog.state.fold import FoldHandler
 
-    return FoldHandler(AggregatorDecider(), _store(settings, "aggregator"), SUBJECTS)
+    return FoldHandler(AggregatorDecider(), _store(settings, "aggregator"), SUBJECTS,
+                       inline_settled=AggregatorDecider.recorded_inline)
 
 
 def _tool_worker(settings: Settings) -> Handler:

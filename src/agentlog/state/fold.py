@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -23,7 +23,7 @@ from confluent_kafka import Message, TopicPartition
 
 from agentlog.config import positive_whole_number
 from agentlog.errors import InvalidMessageError, StateOffsetAheadError
-from agentlog.events.codec import subject_header
+from agentlog.events.codec import INLINE_TURN_HEADER, IncomingHeaders, header, subject_header
 from agentlog.events.envelope import Envelope, parse_timestamp
 from agentlog.kafka.eos import Handler, Output, TransactionalLoop
 from agentlog.kafka.reader import read_range
@@ -63,13 +63,17 @@ def state_cache_from_env() -> int:
 
 class FoldHandler(Handler, Generic[S]):
     """`subjects`, when given, are the only subjects the decider's fold reacts to: the loop and the
-    recovery skip the others unread (the decider must leave its state alone for them)."""
+    recovery skip the others unread (the decider must leave its state alone for them).
+    `inline_settled(state, turn_id)`, when given, says the decider has recorded that turn as run
+    inline by the router, so the turn's later events (marked with its id) change nothing: they are
+    skipped unread too."""
 
     def __init__(self, decider: Decider[S], store: PartitionStore, subjects: frozenset[str] | None = None,
-                 cache_size: int | None = None) -> None:
+                 cache_size: int | None = None, inline_settled: Callable[[S, str], bool] | None = None) -> None:
         self.decider = decider
         self.store = store
         self.subjects = subjects
+        self.inline_settled = inline_settled
         self.cache_size = cache_size if cache_size is not None else state_cache_from_env()
         # partition -> conversation -> state, oldest change first (the eviction order)
         self.states: dict[int, dict[str, S]] = {}
@@ -81,6 +85,16 @@ class FoldHandler(Handler, Generic[S]):
 
     def wants(self, subject: str) -> bool:
         return self.subjects is None or subject in self.subjects
+
+    def skips(self, message: Message, headers: IncomingHeaders) -> bool:
+        if self.inline_settled is None:
+            return False
+        turn_id = header(headers, INLINE_TURN_HEADER)
+        key, partition = message.key(), message.partition()
+        if turn_id is None or not isinstance(key, bytes) or partition is None:
+            return False
+        state = self.state(partition, key.decode(errors="replace"))
+        return state is not None and self.inline_settled(state, turn_id)
 
     # -- recovery ------------------------------------------------------------------------------
     def on_assign(self, partitions: list[TopicPartition]) -> None:
@@ -107,8 +121,9 @@ class FoldHandler(Handler, Generic[S]):
         replayed = 0
         for message in read_range(loop.settings, topic, starts={partition: applied or 0},
                                   ends={partition: committed}, partitions=[partition]):
-            subject = subject_header(message.headers())
-            if subject is not None and not self.wants(subject):
+            headers = message.headers()
+            subject = subject_header(headers)
+            if (subject is not None and not self.wants(subject)) or self.skips(message, headers):
                 continue
             try:
                 envelope = loop.codec.decode(message.value())

@@ -92,6 +92,11 @@ class AggregatorDecider:
     def load(self, raw: Any) -> AggregatorState:
         return AggregatorState(conversation_id=raw["conversation_id"], turns=raw["turns"])
 
+    @staticmethod
+    def recorded_inline(state: AggregatorState, turn_id: str) -> bool:
+        """The turn is done (for an inline turn: at its PlanGenerated), so its later events change nothing."""
+        return bool(state.turns.get(turn_id, {}).get("done"))
+
     def decide(self, state: AggregatorState, event: Envelope, now: datetime) -> Decision[AggregatorState]:
         if event.kind != "event":
             return Decision(state, [])

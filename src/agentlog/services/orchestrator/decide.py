@@ -277,6 +277,12 @@ class OrchestratorDecider:
     def load(self, raw: Any) -> ConversationState:
         return ConversationState.from_json(raw)
 
+    @staticmethod
+    def recorded_inline(state: ConversationState, turn_id: str) -> bool:
+        """The router ran this turn inline and it is recorded: its later events change nothing here."""
+        turn = state.turns.get(turn_id)
+        return turn is not None and turn.status == "inline"
+
     def decide(self, state: ConversationState, event: Envelope, now: datetime) -> Decision[ConversationState]:
         """The same state object back when the event changes nothing (FoldHandler then stores nothing);
         only events that change state are remembered in recent_ids, against their redelivery."""

@@ -46,7 +46,8 @@ def approval_tools(registry: ToolRegistry, env: Mapping[str, str] = os.environ) 
 class OrchestratorHandler(FoldHandler[ConversationState]):
     def __init__(self, store: PartitionStore, local_tools: LocalTools | None = None,
                  approvals: ApprovalTools | None = None) -> None:
-        super().__init__(OrchestratorDecider(local_tools, approvals), store)
+        super().__init__(OrchestratorDecider(local_tools, approvals), store,
+                         inline_settled=OrchestratorDecider.recorded_inline)
         self.timers: dict[tuple[int, str], list[Timer]] = {}
         self.heap: list[tuple[int, int, str]] = []
         # Timers already turned into events, until the fold reads those events back.

@@ -7,8 +7,9 @@ synthesis — and writes the whole turn (question, plan marked `inline`, step re
 PlanStepCompleted, PlanCompleted or PlanFailed, the answer) in the transaction that consumes the
 question: two Kafka hops from question to answer instead of five (Temporal's local activities,
 taken one step further). The events are those the orchestrated path writes, with the same derived
-ids, so history, metrics and replay read them alike; the orchestrator and the aggregator fold them
-without acting (orchestrator/decide.py, aggregator/fold.py).
+ids, so history, metrics and replay read them alike; the orchestrator and the aggregator record the
+plan as inline without acting (orchestrator/decide.py, aggregator/fold.py) and skip the events after
+it unread: each carries the turn's id in its `agentlog-inline-turn` header.
 
 Anything else goes the orchestrated way: a step for a tool worker, an approval, a retry after a
 back-off, or an answer a model must write. AGENTLOG_INLINE_TURNS=0 sends every turn that way.
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from agentlog.events.codec import INLINE_TURN_HEADER
 from agentlog.events.envelope import Envelope
 from agentlog.kafka.eos import Output
 from agentlog.kafka.topics import CONVERSATION_EVENTS
@@ -67,4 +69,7 @@ class InlineTurns:
             return None
         answer = answer_event(self.synthesizer, requests[0].envelope.payload, steps[-1], now, NullSink(), SOURCE)
         marked = replace(plan, payload={**plan.payload, "inline": True})
-        return [Output(CONVERSATION_EVENTS, event) for event in (marked, *steps, answer)]
+        # The rest carries the turn's id in a header: readers that recorded the plan as inline skip it unread.
+        settled = ((INLINE_TURN_HEADER, plan.turn_id.encode()),)
+        return [Output(CONVERSATION_EVENTS, marked),
+                *(Output(CONVERSATION_EVENTS, event, settled) for event in (*steps, answer))]
