@@ -110,7 +110,7 @@ def test_a_timing_out_tool_is_retried_with_one_effect_and_a_clear_answer(stack: 
     wait_for(lambda: len([e for e in turn_events(stack, sent) if e.type == "ToolInvocationResulted"]) == 2,
              timeout=30, what="both attempts to finish")
     starts, effects = tool_counts(stack.env)
-    assert [s["attempt"] for s in starts] == [1, 2]
+    assert sorted(s["attempt"] for s in starts) == [1, 2]  # both attempts started; in one batch, in either order
     assert effects == {key: 1}, "however many attempts start, the effect happens once"
 
 

@@ -140,3 +140,6 @@ def test_configuration_from_the_environment() -> None:
     assert (first.retry.max_attempts, first.breaker.threshold) == (4, 5)
     with pytest.raises(ConfigurationError, match="AGENTLOG_LLM_TIMEOUT_S"):
         configured_chat_model({"OPENAI_API_KEY": "k", "AGENTLOG_LLM_TIMEOUT_S": "soon"})
+    for counted in ("AGENTLOG_LLM_ATTEMPTS", "AGENTLOG_LLM_BREAKER_FAILURES"):  # "0.5" was read as 0 attempts
+        with pytest.raises(ConfigurationError, match=f"{counted} must be a whole number"):
+            configured_chat_model({"OPENAI_API_KEY": "k", counted: "0.5"})

@@ -168,9 +168,11 @@ def test_limits_come_from_the_environment_and_refuse_nonsense() -> None:
     with pytest.raises(HTTPException) as refused:
         check_prompt("x" * 11, config)
     assert refused.value.status_code == 413 and "AGENTLOG_MAX_PROMPT_CHARS" in str(refused.value.detail)
-    for bad in ("0", "-1", "many"):
+    for bad in ("0", "-1", "many", "0.5", "1024.5"):  # a fraction of a byte is a typo, not 0 or 1024
         with pytest.raises(ConfigurationError, match="AGENTLOG_MAX_BODY_BYTES"):
             LimitConfig.from_env({"AGENTLOG_MAX_BODY_BYTES": bad})
+    with pytest.raises(ConfigurationError, match="AGENTLOG_MAX_PROMPT_CHARS must be a whole number"):
+        LimitConfig.from_env({"AGENTLOG_MAX_PROMPT_CHARS": "0.5"})
 
 
 class CountingStore:

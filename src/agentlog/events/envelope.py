@@ -8,6 +8,7 @@ consumer drops the second.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
@@ -46,7 +47,9 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+@functools.lru_cache(maxsize=4)
 def format_timestamp(moment: datetime) -> str:
+    """Cached: a batch's events share one `now`, and a turn's events are stamped with it several times."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

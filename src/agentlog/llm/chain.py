@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentlog.config import positive_number
+from agentlog.config import positive_number, positive_whole_number
 from agentlog.errors import ConfigurationError
 from agentlog.llm.base import ChatMessage, ChatModel, Completion, LLMUnavailable
 from agentlog.llm.http import ProviderError
@@ -181,8 +181,8 @@ def configured_chat_model(env: Mapping[str, str] | None = None, *, clock: Clock 
 
     env = os.environ if env is None else env
     timeout_s = positive_number(env, "AGENTLOG_LLM_TIMEOUT_S", 20.0)
-    retry = RetryPolicy(max_attempts=int(positive_number(env, "AGENTLOG_LLM_ATTEMPTS", 2)))
-    threshold = int(positive_number(env, "AGENTLOG_LLM_BREAKER_FAILURES", 3))
+    retry = RetryPolicy(max_attempts=positive_whole_number(env, "AGENTLOG_LLM_ATTEMPTS", 2))
+    threshold = positive_whole_number(env, "AGENTLOG_LLM_BREAKER_FAILURES", 3)
     cooldown_s = positive_number(env, "AGENTLOG_LLM_BREAKER_COOLDOWN_S", 30.0)
     providers: list[ChatModel] = []
     if env.get("OLLAMA_HOST"):

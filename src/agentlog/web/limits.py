@@ -19,7 +19,7 @@ from fastapi import HTTPException
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agentlog.config import positive_number
+from agentlog.config import positive_number, positive_whole_number
 
 TRACKED_USERS = 10_000  # buckets kept in memory; the least recently used user's goes first
 
@@ -35,8 +35,8 @@ class LimitConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> LimitConfig:
         """AGENTLOG_MAX_BODY_BYTES, AGENTLOG_MAX_PROMPT_CHARS, AGENTLOG_RATE_LIMIT_PER_MINUTE, AGENTLOG_RATE_LIMIT_BURST."""
         env = os.environ if env is None else env
-        return cls(int(positive_number(env, "AGENTLOG_MAX_BODY_BYTES", cls.max_body_bytes)),
-                   int(positive_number(env, "AGENTLOG_MAX_PROMPT_CHARS", cls.max_prompt_chars)),
+        return cls(positive_whole_number(env, "AGENTLOG_MAX_BODY_BYTES", cls.max_body_bytes),
+                   positive_whole_number(env, "AGENTLOG_MAX_PROMPT_CHARS", cls.max_prompt_chars),
                    positive_number(env, "AGENTLOG_RATE_LIMIT_PER_MINUTE", cls.rate_per_minute),
                    positive_number(env, "AGENTLOG_RATE_LIMIT_BURST", cls.rate_burst))
 
