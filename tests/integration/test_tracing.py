@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -15,7 +14,7 @@ from agentlog.config import Settings
 from agentlog.conversation import ConversationClient, EventWatcher, follow_turn
 from agentlog.events.codec import Codec
 from agentlog.kafka.topics import ensure_topics
-from agentlog.observability import turn_trace_id
+from agentlog.observability import turn_trace_id, use_tracer_provider
 from agentlog.services.runtime import build_loop
 from helpers import wait_for
 
@@ -29,7 +28,7 @@ def test_a_turn_is_one_trace_across_services(agentlog_env: dict[str, str], monke
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
+    use_tracer_provider(provider)
     settings = Settings.from_env(agentlog_env)
     ensure_topics(settings)
     loops = [build_loop(name, settings) for name in SERVICES]
