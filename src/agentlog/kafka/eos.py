@@ -28,6 +28,7 @@ unfinished messages: the next owner reads them again from the committed offset.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -254,6 +255,10 @@ class TransactionalLoop:
         # init_transactions first: it aborts a previous incarnation's open transaction, which
         # would otherwise hold back every read_committed reader.
         self.producer.init_transactions(60)
+        # What exists now (modules, compiled schemas, clients: most of the heap) lives as long as the
+        # process: frozen, the garbage collector's full passes no longer scan it, pauses of 50-120 ms
+        # under load otherwise.
+        gc.freeze()
         self.consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked)
         if ready is not None:
             ready.set()
