@@ -8,10 +8,10 @@ by id, as every reader of the log must.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from opentelemetry.trace import SpanKind
 
 from agentlog.config import Settings
@@ -26,6 +26,7 @@ from agentlog.observability import current_headers, handling
 
 SOURCE = "cli"
 CONTROL_COMMANDS = ("approve", "deny", "cancel")
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 
 class TurnTimeout(AgentlogError):
@@ -47,16 +48,22 @@ class EventWatcher:
         self.consumer.assign(assignment)
         self.seen: set[str] = set()
 
+    def messages(self, timeout: float) -> Iterator[Message]:
+        """One batch of raw messages, waiting up to `timeout` seconds for the first: for a reader that
+        decodes only some of them (the benchmark). End-of-partition markers are dropped, other errors raise."""
+        for message in poll_batch(self.consumer, 100, timeout):
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    raise AgentlogError(f"reading {self.topic}: {error}")
+                continue
+            yield message
+
     def events(self, timeout: float) -> Iterator[Envelope]:
         """Yield new events (any conversation) for up to `timeout` seconds of silence-free polling."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for message in poll_batch(self.consumer, 100, min(0.1, max(0.0, deadline - time.monotonic()))):
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise AgentlogError(f"reading {self.topic}: {error}")
-                    continue
+            for message in self.messages(min(0.1, max(0.0, deadline - time.monotonic()))):
                 try:
                     envelope = self.codec.decode(message.value())
                 except AgentlogError:
@@ -80,19 +87,30 @@ class ConversationClient:
         self.producer.list_topics(timeout=10)
 
     def send(self, envelope: Envelope) -> None:
-        with handling(self.source, envelope, kind=SpanKind.PRODUCER):
-            self.producer.produce(self.settings.topic(USER_COMMANDS), key=envelope.conversation_id.encode(),
-                                  value=self.codec.encode(envelope), headers=current_headers())
+        self.enqueue(envelope)
         if self.producer.flush(30):
             raise AgentlogError("Kafka did not acknowledge the command within 30 s")
 
-    def question(self, conversation_id: str, user_id: str, text: str, *, turn_id: str | None = None,
-                 plan: Mapping[str, Any] | None = None) -> Envelope:
+    def enqueue(self, envelope: Envelope, on_delivery: DeliveryCallback | None = None) -> None:
+        """Hand the command to the producer without waiting for Kafka (a load generator cannot wait a
+        round trip per question): its caller polls the producer, which reports to `on_delivery`."""
+        with handling(self.source, envelope, kind=SpanKind.PRODUCER):
+            self.producer.produce(self.settings.topic(USER_COMMANDS), key=envelope.conversation_id.encode(),
+                                  value=self.codec.encode(envelope), headers=current_headers(),
+                                  on_delivery=on_delivery)
+
+    def question_command(self, conversation_id: str, user_id: str, text: str, *, turn_id: str | None = None,
+                         plan: Mapping[str, Any] | None = None) -> Envelope:
+        """The UserQueryReceived command `question` sends."""
         payload: dict[str, Any] = {"userInput": text}
         if plan is not None:
             payload["plan"] = dict(plan)
-        envelope = make_command("UserQueryReceived", conversation_id=conversation_id, turn_id=turn_id or new_id(),
-                           user_id=user_id, payload=payload, source=self.source)
+        return make_command("UserQueryReceived", conversation_id=conversation_id, turn_id=turn_id or new_id(),
+                            user_id=user_id, payload=payload, source=self.source)
+
+    def question(self, conversation_id: str, user_id: str, text: str, *, turn_id: str | None = None,
+                 plan: Mapping[str, Any] | None = None) -> Envelope:
+        envelope = self.question_command(conversation_id, user_id, text, turn_id=turn_id, plan=plan)
         self.send(envelope)
         return envelope
 

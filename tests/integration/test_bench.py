@@ -31,6 +31,20 @@ def test_a_small_closed_loop_run_answers_every_question_and_writes_its_report(
     assert (tmp_path / "results" / f"{result.run_id}.json").exists()
 
 
+def test_a_small_open_loop_run_resolves_every_turn_from_the_collector(
+        agentlog_env: dict[str, str], tmp_path: Path) -> None:
+    config = BenchConfig(SCENARIOS["one-step"], rate=10, duration=1, warmup=1, hop_round_trips=0)
+    result = run_bench(config, agentlog_env, tmp_path / "work")
+    (phase,) = result.phases
+    assert len(phase.answers) == 10 and phase.timeouts == 0
+    assert {a.outcome for a in phase.answers} == {"completed"}
+    events = phase.events(result.events)  # decoded after the phase, from the bytes kept while reading
+    asked = {e.turn_id for e in events if e.type == "UserQueryReceived"}
+    assert {a.turn_id for a in phase.answers} == asked and len(asked) == 10
+    for a in phase.answers:  # both clocks agree on how long each turn took
+        assert a.latency > 0 and abs((a.received_wall - a.sent_wall) - a.latency) < 0.05
+
+
 def test_a_run_through_the_gateway_asks_as_the_gateways_user_and_answers_every_question(
         stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTLOG_RATE_LIMIT_BURST", "100")  # the bench is one user: let it through

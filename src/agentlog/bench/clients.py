@@ -1,7 +1,7 @@
 """How the benchmark asks: straight into Kafka, or through the web gateway's POST /api/chat.
 
 Either way one shared EventWatcher, started before the first question, collects every event of
-the run's conversations (for per-stage latency) and wakes the turn waiting for each answer.
+the run's conversations (for per-stage latency) and resolves the turn waiting for each answer.
 """
 
 from __future__ import annotations
@@ -9,16 +9,24 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+from confluent_kafka import KafkaError, Message
 
 from agentlog.bench.scenarios import Question
 from agentlog.config import Settings
 from agentlog.conversation import ConversationClient, EventWatcher
-from agentlog.events.codec import Codec
+from agentlog.errors import AgentlogError
+from agentlog.events.codec import Codec, IncomingHeaders, subject_header
 from agentlog.events.envelope import Envelope, new_id
+
+if TYPE_CHECKING:
+    from agentlog.bench.pending import PendingTurns
+
+ANSWER_SUBJECT = "event.FinalAnswerSynthesized"
 
 
 @dataclass(frozen=True)
@@ -34,34 +42,68 @@ class Answer:
     received_wall: float
 
 
-class EventCollector:
-    """A thread reading conversation-events: keeps the run's events, records each answer's arrival."""
+class RawMessage(Protocol):
+    """What the collector reads of a Kafka message."""
 
-    def __init__(self, settings: Settings, codec: Codec, conversation_prefix: str) -> None:
+    def key(self) -> bytes | None: ...
+
+    def value(self) -> bytes | None: ...
+
+    def headers(self) -> IncomingHeaders: ...
+
+
+AnswerHook = Callable[[str, float, float, str], object]  # (turn id, arrival perf counter, wall, outcome)
+
+
+class RunEvents:
+    """What the benchmark keeps of the run's conversations: each answer's arrival, and every event.
+
+    Only what may be an answer (FinalAnswerSynthesized by its subject header, or no header) is
+    decoded and validated as it is read, because its arrival ends a latency; every other event is
+    kept as bytes and decoded by `events()` after the measured phases, so reading stays cheap while
+    the load runs. The conversation-events key (the conversation id) drops other conversations unread.
+    """
+
+    def __init__(self, codec: Codec, conversation_prefix: str) -> None:
+        self.codec = codec
         self.prefix = conversation_prefix
-        self.watcher = EventWatcher(settings, codec)
-        self.events: list[Envelope] = []
+        self.on_answer: AnswerHook | None = None  # an open loop's pending turns, resolved as answers arrive
+        self._key_prefix = conversation_prefix.encode()
+        self._raw: list[bytes] = []
         self._answers: dict[str, tuple[float, float, str]] = {}  # turn -> (perf counter, wall, outcome)
         # One event per waiting turn: a shared condition would wake every waiting thread at each answer.
         self._waiting: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-collector", daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for event in self.watcher.events(0.2):
-                if not event.conversation_id.startswith(self.prefix):
-                    continue
-                self.events.append(event)
-                if event.type == "FinalAnswerSynthesized":
-                    with self._lock:
-                        self._answers[event.turn_id] = (time.perf_counter(), time.time(),
-                                                        str(event.payload.get("outcome")))
-                        waiting = self._waiting.get(event.turn_id)
-                    if waiting is not None:
-                        waiting.set()
+    def take(self, messages: Iterable[RawMessage], arrived: float, arrived_wall: float) -> None:
+        """Keep one batch, read at `arrived` (perf counter) and `arrived_wall`, before decoding any of it."""
+        for message in messages:
+            key, value = message.key(), message.value()
+            if value is None or (key is not None and not key.startswith(self._key_prefix)):
+                continue
+            self._raw.append(value)
+            subject = subject_header(message.headers())
+            if subject is None or subject == ANSWER_SUBJECT:
+                self._answer(value, arrived, arrived_wall)
+
+    def _answer(self, value: bytes, arrived: float, arrived_wall: float) -> None:
+        try:
+            event = self.codec.decode(value)
+        except AgentlogError:
+            return
+        if event.type != "FinalAnswerSynthesized" or not event.conversation_id.startswith(self.prefix):
+            return
+        outcome = str(event.payload.get("outcome"))
+        with self._lock:
+            if event.turn_id in self._answers:
+                return  # a second copy: the first arrival counts
+            self._answers[event.turn_id] = (arrived, arrived_wall, outcome)
+            waiting = self._waiting.get(event.turn_id)
+        if waiting is not None:
+            waiting.set()
+        hook = self.on_answer
+        if hook is not None:
+            hook(event.turn_id, arrived, arrived_wall, outcome)
 
     def wait(self, turn_id: str, timeout: float) -> tuple[float, float, str] | None:
         """(arrival perf counter, arrival wall time, outcome), or None after `timeout` seconds."""
@@ -73,6 +115,36 @@ class EventCollector:
         with self._lock:
             self._waiting.pop(turn_id, None)
             return self._answers.get(turn_id)
+
+    def events(self) -> list[Envelope]:
+        """The run's events read so far, decoded and validated now; invalid ones and copies skipped."""
+        seen: set[str] = set()
+        events: list[Envelope] = []
+        for raw in list(self._raw):
+            try:
+                event = self.codec.decode(raw)
+            except AgentlogError:
+                continue
+            if event.id not in seen and event.conversation_id.startswith(self.prefix):
+                seen.add(event.id)
+                events.append(event)
+        return events
+
+
+class EventCollector(RunEvents):
+    """A thread reading conversation-events from the end on, into RunEvents."""
+
+    def __init__(self, settings: Settings, codec: Codec, conversation_prefix: str) -> None:
+        super().__init__(codec, conversation_prefix)
+        self.watcher = EventWatcher(settings, codec)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-collector", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = list(self.watcher.messages(0.2))
+            self.take(batch, time.perf_counter(), time.time())
 
     def close(self) -> None:
         self._stop.set()
@@ -89,20 +161,52 @@ class Client(Protocol):
 
 
 class DirectClient:
-    """Produces the UserQueryReceived command itself, as `agentlog ask` does."""
+    """Produces the UserQueryReceived command itself, as `agentlog ask` does, but without a flush per
+    question: the producer is polled after each send, and a command Kafka refuses raises there."""
 
-    def __init__(self, settings: Settings, codec: Codec, collector: EventCollector) -> None:
-        self.client = ConversationClient(settings, codec, source="bench")
+    def __init__(self, client: ConversationClient, collector: RunEvents) -> None:
+        self.client = client
         self.collector = collector
+        self._failures: list[str] = []
 
     def ask(self, conversation_id: str, question: Question, started: float, timeout: float) -> Answer | None:
         sent_wall = time.time() - (time.perf_counter() - started)
         turn_id = new_id()
-        self.client.question(conversation_id, "bench", question.text, turn_id=turn_id, plan=question.plan)
+        self._send(conversation_id, question, turn_id)
         arrived = self.collector.wait(turn_id, timeout)
+        self._poll()  # a refused command shows up here at the latest (its answer never comes)
         if arrived is None:
             return None
         return Answer(conversation_id, turn_id, arrived[2], arrived[0] - started, sent_wall, arrived[1])
+
+    def submit(self, conversation_id: str, question: Question, started: float, timeout: float,
+               turns: PendingTurns) -> None:
+        """Ask without waiting: `turns` is told first, and the collector resolves it with the answer."""
+        turn_id = new_id()
+        turns.add(turn_id, conversation_id, started, timeout)
+        self._send(conversation_id, question, turn_id)
+
+    def flush(self) -> None:
+        """Wait until Kafka has taken every command sent; raise if it refused one."""
+        if self.client.producer.flush(30):
+            raise AgentlogError("Kafka did not acknowledge the benchmark's commands within 30 s")
+        self._poll()
+
+    def _send(self, conversation_id: str, question: Question, turn_id: str) -> None:
+        command = self.client.question_command(conversation_id, "bench", question.text, turn_id=turn_id,
+                                               plan=question.plan)
+        self.client.enqueue(command, self._delivered)
+        self._poll()
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._failures.append(f"{message.key()!r}: {error.str()}")
+
+    def _poll(self) -> None:
+        """Serve delivery reports; raise for any command Kafka did not take."""
+        self.client.producer.poll(0)
+        if self._failures:
+            raise AgentlogError(f"Kafka did not take a benchmark command (conversation {self._failures[0]})")
 
     def close(self) -> None:
         self.client.producer.flush(10)

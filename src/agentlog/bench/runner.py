@@ -18,8 +18,10 @@ from pathlib import Path
 
 from agentlog.bench.clients import Answer, Client, DirectClient, EventCollector, GatewayClient
 from agentlog.bench.hop import measure_hop
+from agentlog.bench.pending import PendingTurns
 from agentlog.bench.scenarios import Scenario
 from agentlog.bench.stack import BenchStack, ResourceSampler, Usage
+from agentlog.conversation import ConversationClient
 from agentlog.events.codec import Codec
 from agentlog.events.envelope import Envelope
 
@@ -82,17 +84,21 @@ def _record(phase: Phase, lock: threading.Lock, answer: Answer | None, advance: 
 def closed_loop(client: Client, config: BenchConfig, phase: Phase, count: int, advance: Advance) -> None:
     lock = threading.Lock()
     next_index = iter(range(count))
+    failures: list[BaseException] = []
 
     def worker() -> None:
-        while True:
-            with lock:
-                index = next(next_index, None)
-            if index is None:
-                return
-            started = time.perf_counter()
-            answer = client.ask(f"{phase.conversation_prefix}{index}", config.scenario.question(index), started,
-                                config.timeout)
-            _record(phase, lock, answer, advance)
+        try:
+            while not failures:
+                with lock:
+                    index = next(next_index, None)
+                if index is None:
+                    return
+                started = time.perf_counter()
+                answer = client.ask(f"{phase.conversation_prefix}{index}", config.scenario.question(index), started,
+                                    config.timeout)
+                _record(phase, lock, answer, advance)
+        except BaseException as failure:  # e.g. a refused command: the run fails, as it would with one thread
+            failures.append(failure)
 
     threads = [threading.Thread(target=worker, name=f"bench-{i}") for i in range(config.concurrency)]
     began = time.perf_counter()
@@ -100,10 +106,15 @@ def closed_loop(client: Client, config: BenchConfig, phase: Phase, count: int, a
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:
+        raise failures[0]
     phase.wall_seconds = time.perf_counter() - began
 
 
 def open_loop(client: Client, config: BenchConfig, phase: Phase, rate: float, advance: Advance) -> None:
+    if isinstance(client, DirectClient):
+        paced_open_loop(client, config, phase, rate, advance)
+        return
     lock = threading.Lock()
     total = max(1, int(rate * config.duration))
     # Enough threads for every turn in flight at a few seconds of latency; beyond that the backlog
@@ -128,6 +139,30 @@ def open_loop(client: Client, config: BenchConfig, phase: Phase, rate: float, ad
     phase.wall_seconds = time.perf_counter() - began
 
 
+def paced_open_loop(client: DirectClient, config: BenchConfig, phase: Phase, rate: float, advance: Advance) -> None:
+    """The open loop without a thread per question: this thread only paces and sends, the collector
+    thread records each answer as it is read (latency from the question's scheduled time)."""
+    lock = threading.Lock()
+    turns = PendingTurns(lambda answer: _record(phase, lock, answer, advance))
+    total = max(1, int(rate * config.duration))
+    client.collector.on_answer = turns.answered
+    try:
+        began = time.perf_counter()
+        for index in range(total):
+            due = began + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)  # pacing the arrivals, not waiting for a result
+            client.submit(f"{phase.conversation_prefix}{index}", config.scenario.question(index), due,
+                          config.timeout, turns)
+            turns.expire(time.perf_counter())
+        client.flush()
+        turns.wait()
+    finally:
+        client.collector.on_answer = None
+    phase.wall_seconds = time.perf_counter() - began
+
+
 def run_bench(config: BenchConfig, env: Mapping[str, str], work_dir: Path,
               progress: Callable[[str, int], Advance] | None = None) -> BenchResult:
     """Run the whole benchmark; `progress(description, total)` returns a callback per finished turn."""
@@ -141,7 +176,7 @@ def run_bench(config: BenchConfig, env: Mapping[str, str], work_dir: Path,
         stack.start()
         collector = EventCollector(stack.settings, Codec(), tag)
         client = (GatewayClient(config.via, collector) if config.via
-                  else DirectClient(stack.settings, Codec(), collector))
+                  else DirectClient(ConversationClient(stack.settings, Codec(), source="bench"), collector))
         # Warm-up: services join their groups, connections open, caches fill; not measured.
         warm = Phase("warm-up", None, f"{tag}warm-")
         warm_config = BenchConfig(config.scenario, concurrency=config.concurrency, timeout=max(config.timeout, 120))
@@ -161,7 +196,7 @@ def run_bench(config: BenchConfig, env: Mapping[str, str], work_dir: Path,
             phases.append(phase)
             stack.assert_alive()
         hop = measure_hop(stack.settings, config.hop_round_trips) if config.hop_round_trips else []
-        return BenchResult(config, run_id, phases, list(collector.events), hop, stack.pids())
+        return BenchResult(config, run_id, phases, collector.events(), hop, stack.pids())
     finally:
         if client is not None:
             client.close()
