@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from agentlog.bench.report import write_report
 from agentlog.bench.runner import BenchConfig, run_bench
 from agentlog.bench.scenarios import SCENARIOS
+from agentlog.config import Settings
+from agentlog.kafka.client import base_config
 from gateway_server import GatewayServer
 from helpers import Stack
 
@@ -29,6 +32,9 @@ def test_a_small_closed_loop_run_answers_every_question_and_writes_its_report(
     assert "| closed n=5 c=2 | 5 | 0 |" in text and "end_to_end" in text and "## Machine" in text
     assert (tmp_path / "results" / "one-step-stages.png").stat().st_size > 0
     assert (tmp_path / "results" / f"{result.run_id}.json").exists()
+    # The run's own topics are gone: the broker does not keep every run's partitions.
+    admin = AdminClient(base_config(Settings.from_env(agentlog_env)))
+    assert not [t for t in admin.list_topics(timeout=30).topics if t.startswith(f"bench-{result.run_id}.")]
 
 
 def test_a_small_open_loop_run_resolves_every_turn_from_the_collector(
