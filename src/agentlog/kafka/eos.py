@@ -148,6 +148,12 @@ class Handler:
         recorded rest of a turn it has settled): then it is skipped unread."""
         return False
 
+    def reads(self, message: Message) -> bool:
+        """Whether the message must be decoded at all: its headers alone may show that it is not."""
+        headers = message.headers()
+        subject = subject_header(headers)
+        return (subject is None or self.wants(subject)) and not self.skips(message, headers)
+
     def handle(self, envelope: Envelope, message: Message, now: datetime) -> list[Output] | Future[list[Output]]:
         """The outputs of one message, or a Future of them for work longer than a poll interval."""
         raise NotImplementedError
@@ -338,9 +344,7 @@ class TransactionalLoop:
         self.metrics.batch(len(messages), len(outputs))
 
     def _handle(self, message: Message, now: datetime) -> Slot:
-        headers = message.headers()
-        subject = subject_header(headers)
-        if (subject is not None and not self.handler.wants(subject)) or self.handler.skips(message, headers):
+        if not self.handler.reads(message):
             return []
         try:
             envelope = self.codec.decode(message.value())

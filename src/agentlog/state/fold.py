@@ -23,7 +23,7 @@ from confluent_kafka import Message, TopicPartition
 
 from agentlog.config import positive_whole_number
 from agentlog.errors import InvalidMessageError, StateOffsetAheadError
-from agentlog.events.codec import INLINE_TURN_HEADER, IncomingHeaders, header, subject_header
+from agentlog.events.codec import INLINE_TURN_HEADER, IncomingHeaders, header
 from agentlog.events.envelope import Envelope, parse_timestamp
 from agentlog.kafka.eos import Handler, Output, TransactionalLoop
 from agentlog.kafka.reader import read_range
@@ -121,9 +121,7 @@ class FoldHandler(Handler, Generic[S]):
         replayed = 0
         for message in read_range(loop.settings, topic, starts={partition: applied or 0},
                                   ends={partition: committed}, partitions=[partition]):
-            headers = message.headers()
-            subject = subject_header(headers)
-            if (subject is not None and not self.wants(subject)) or self.skips(message, headers):
+            if not self.reads(message):
                 continue
             try:
                 envelope = loop.codec.decode(message.value())
