@@ -7,6 +7,9 @@ from typing import Any
 
 import httpx
 
+from agentlog.kafka.reader import watermarks
+from agentlog.kafka.topics import CONVERSATION_EVENTS, USER_COMMANDS
+from agentlog.services.metrics.lag import LagReader
 from helpers import Stack, wait_for
 
 
@@ -51,3 +54,20 @@ def test_metrics_service_shows_two_answered_conversations_with_plausible_stage_l
         assert name in text
     assert 'agentlog_turn_latency_seconds_count 2.0' in text
     stack.assert_alive()
+
+
+def test_lag_reads_every_partitions_watermarks_in_one_batch_as_a_per_partition_query_would(stack: Stack) -> None:
+    stack.ask("What is 6 * 7?", "conv-lag")
+    reader = LagReader(stack.settings, {"orchestrator": (CONVERSATION_EVENTS,), "router": (USER_COMMANDS,)})
+    try:
+        keys = {(stack.settings.topic(t), p) for t in (CONVERSATION_EVENTS, USER_COMMANDS)
+                for p in reader._partitions_of(stack.settings.topic(t))}
+        batched = reader._watermarks(keys)
+        assert batched == {key: watermarks(reader.consumer, *key) for key in keys}
+        assert any(high > 0 for _, high in batched.values())  # the question and its events are counted
+        rows = reader.read()
+        assert {(r.group, r.topic) for r in rows} == {("orchestrator", CONVERSATION_EVENTS), ("router", USER_COMMANDS)}
+        assert all(r.lag == max(0, r.high - (r.committed if r.committed is not None else batched[
+            (stack.settings.topic(r.topic), r.partition)][0])) for r in rows)
+    finally:
+        reader.close()

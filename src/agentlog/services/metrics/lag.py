@@ -7,11 +7,11 @@ the watermark sits after the marker). user-commands, written without transaction
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from agentlog.config import Settings
 from agentlog.kafka.client import consumer_config
@@ -60,16 +60,34 @@ class LagReader:
         result = next(iter(futures.values())).result()
         return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions or [] if tp.offset >= 0}
 
+    def _watermarks(self, partitions: Collection[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, int]]:
+        """Low and high watermark of every partition in two ListOffsets requests (one per partition and
+        bound would be ~50 requests a sample); a partition the batch could not answer (a new one whose
+        leader is still being elected) is asked on its own, with retries."""
+        found: dict[tuple[str, int], list[int]] = {key: [-1, -1] for key in partitions}
+        bounds = (OffsetSpec.earliest(), OffsetSpec.latest())  # type: ignore[no-untyped-call]
+        for index, spec in enumerate(bounds):
+            futures = self.admin.list_offsets({TopicPartition(t, p): spec for t, p in partitions},
+                                              isolation_level=IsolationLevel.READ_UNCOMMITTED,
+                                              request_timeout=self.timeout)
+            for tp, future in futures.items():
+                try:
+                    found[(tp.topic, tp.partition)][index] = int(future.result().offset)
+                except KafkaException:
+                    continue
+        return {key: (low, high) if low >= 0 and high >= 0 else watermarks(self.consumer, *key, self.timeout)
+                for key, (low, high) in found.items()}
+
     def read(self) -> list[PartitionLag]:
         lags: list[PartitionLag] = []
-        highs: dict[tuple[str, int], tuple[int, int]] = {}
+        wanted = {(self.settings.topic(logical), partition) for topics in self.groups.values() for logical in topics
+                  for partition in self._partitions_of(self.settings.topic(logical))}
+        highs = self._watermarks(wanted) if wanted else {}
         for group, topics in self.groups.items():
             committed = self._committed(group)
             for logical in topics:
                 topic = self.settings.topic(logical)
                 for partition in self._partitions_of(topic):
-                    if (topic, partition) not in highs:
-                        highs[(topic, partition)] = watermarks(self.consumer, topic, partition, self.timeout)
                     low, high = highs[(topic, partition)]
                     position = committed.get((topic, partition))
                     lag = high - (low if position is None else position)
