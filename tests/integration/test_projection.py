@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,12 +13,13 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from agentlog.config import Settings
 from agentlog.errors import InvalidMessageError
-from agentlog.events.codec import SUBJECT_HEADER
+from agentlog.events.codec import SUBJECT_HEADER, Codec
 from agentlog.events.envelope import Envelope, caused_by, command, utc_now
-from agentlog.kafka.client import producer_config
+from agentlog.kafka.client import producer_config, transactional_producer_config
 from agentlog.kafka.reader import read_range
-from agentlog.kafka.topics import CONVERSATION_EVENTS
+from agentlog.kafka.topics import CONVERSATION_EVENTS, ensure_topics
 from agentlog.services.projections.history import fold
 from agentlog.services.projections.service import rebuild
 from agentlog.services.projections.store import JSON_NAME, HistoryReadModel, history_db_path
@@ -192,3 +195,73 @@ def test_invalid_events_are_skipped_alike_by_the_live_projection_and_the_rebuild
         report = rebuild(stack.settings, stack.codec)
         assert report.invalid == 2 and report.messages == 4
         assert snapshot(stack) == live
+
+
+ROWS = {"conversations": "SELECT * FROM conversations ORDER BY conversation_id",
+        "turns": "SELECT * FROM turns ORDER BY conversation_id, seq",
+        "applied_offsets": "SELECT * FROM applied_offsets ORDER BY topic, partition",
+        "applied_events": "SELECT * FROM applied_events ORDER BY event_id"}
+
+
+def database_rows(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of the history database, in key order."""
+    with contextlib.closing(sqlite3.connect(history_db_path(settings))) as db:
+        return {table: db.execute(query).fetchall() for table, query in ROWS.items()}
+
+
+def test_a_rebuild_by_forked_processes_equals_a_rebuild_by_one(agentlog_env: dict[str, str],
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Many conversations over every partition, written partly in transactions (their markers take
+    offsets too), with irrelevant events, duplicates, resets and invalid messages: the parallel rebuild
+    must store exactly the rows, offsets and history.json of the serial one."""
+    settings, codec = Settings.from_env(agentlog_env), Codec()
+    ensure_topics(settings)
+    topic = settings.topic(CONVERSATION_EVENTS)
+    plain = Producer(producer_config(settings, "test-writer"))
+    transactional = Producer(transactional_producer_config(settings, "test-tx-writer"))
+    transactional.init_transactions(10)
+    for n in range(120):
+        conversation = f"conv-{n % 17}"
+        root = command("UserQueryReceived", conversation_id=conversation, turn_id=f"t{n}", user_id="u1",
+                       payload={"userInput": f"q{n}"}, source="test")
+        chain = [caused_by(root, "event", type_, payload, source="test", now=utc_now()) for type_, payload in (
+            ("UserQueryReceived", {"userInput": f"q{n}", "language": "en"}),
+            ("PlanCompleted", {"finalAnswerSynthesisRequired": True, "stepCount": 0}),
+            ("FinalAnswerSynthesized", {"message": f"a{n}", "outcome": "completed", "synthesizer": "test"}))]
+        if n % 29 == 0:
+            chain.append(caused_by(root, "event", "UserHistoryReset", {"command": "reset"}, source="test",
+                                   now=utc_now()))
+        values = [(codec.encode(e), e.subject) for e in chain]
+        if n % 10 == 3:
+            values += [values[0], (b"{not json", "event.UserQueryReceived")]
+        producer = transactional if n % 2 else plain
+        if producer is transactional:
+            transactional.begin_transaction()
+        for value, subject in values:
+            producer.produce(topic, key=conversation.encode(), value=value, headers=[(SUBJECT_HEADER, subject.encode())])
+        if producer is transactional:
+            transactional.commit_transaction(10)
+    assert plain.flush(10) == 0
+    serial = rebuild(settings, codec, workers=1)
+    serial_rows, serial_json = database_rows(settings), json_path_of(settings).read_bytes()
+    with caplog.at_level(logging.WARNING):
+        parallel = rebuild(settings, codec, workers=3)
+    assert "folding serially" not in caplog.text  # the shares were rebuilt side by side and merged
+    assert parallel == serial and serial.invalid == 12 and serial.messages == 120 * 3 + 5 + 24
+    assert database_rows(settings) == serial_rows and json_path_of(settings).read_bytes() == serial_json
+    assert len(serial_rows["conversations"]) == 17 and len(serial.offsets) > 1
+    assert serial.offsets == log_ends(settings)
+
+
+def json_path_of(settings: Settings) -> Path:
+    return history_db_path(settings).with_name(JSON_NAME)
+
+
+def log_ends(settings: Settings) -> dict[int, int]:
+    """Next offset after the last message per partition (transaction markers not counted)."""
+    ends: dict[int, int] = {}
+    for message in read_range(settings, settings.topic(CONVERSATION_EVENTS)):
+        partition, offset = message.partition(), message.offset()
+        assert partition is not None and offset is not None
+        ends[partition] = offset + 1
+    return ends

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from typing import Any
 
@@ -127,3 +129,45 @@ def test_a_schema_the_fast_check_cannot_translate_leaves_its_subject_to_the_code
     raw = codec.encode(event("UserQueryReceived"))
     assert isinstance(decoder.decode(raw), Envelope)
     assert outcome(decoder.decode, raw) == outcome(codec.decode, raw) is not None
+
+
+LLM = {"provider": "ollama", "model": "m", "latencyMs": 12.5, "promptTokens": 10, "completionTokens": None}
+LLM_VALUES = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**64), max_value=2**64),
+                       st.floats(allow_nan=False, allow_infinity=False), st.sampled_from(["", "x", "1", 0, -0.0, 1.0]))
+
+
+@pytest.mark.parametrize("llm", [
+    LLM, {**LLM, "promptTokens": 0, "completionTokens": 2**63}, {**LLM, "latencyMs": 0}, {**LLM, "latencyMs": -0.0},
+    {**LLM, "latencyMs": -1}, {**LLM, "latencyMs": True}, {**LLM, "latencyMs": "1"}, {**LLM, "promptTokens": 1.0},
+    {**LLM, "promptTokens": -1}, {**LLM, "promptTokens": True}, {**LLM, "provider": ""}, {**LLM, "extra": 1},
+    {k: v for k, v in LLM.items() if k != "model"}, None, [], "llm",
+])
+def test_a_nested_optional_payload_object_is_decided_as_the_codec_decides(llm: Any) -> None:
+    data = event("FinalAnswerSynthesized").to_json()
+    raw = orjson.dumps({**data, "payload": {**data["payload"], "llm": llm}})
+    assert outcome(DECODER.decode, raw) == outcome(CODEC.decode, raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from([*LLM, "other"]), LLM_VALUES, max_size=3),
+       drop=st.sets(st.sampled_from(list(LLM))))
+def test_any_change_to_the_nested_object_is_decided_as_the_codec_decides(changes: dict[str, Any], drop: set[str]) -> None:
+    data = event("FinalAnswerSynthesized").to_json()
+    llm = {k: v for k, v in {**LLM, **changes}.items() if k not in drop}
+    raw = json.dumps({**data, "payload": {**data["payload"], "llm": llm}}).encode()
+    assert outcome(DECODER.decode, raw) == outcome(CODEC.decode, raw)
+
+
+def test_payloads_are_checked_by_their_struct_and_number_bounds_other_than_zero_are_left_to_the_codec() -> None:
+    assert all(isinstance(check.payload, functools.partial) for check in DECODER.checks.values())
+    schemas = copy.deepcopy(packaged_schemas())
+    key = ("event.FinalAnswerSynthesized", 1)
+    llm = schemas[key]["properties"]["payload"]["properties"]["llm"]
+    llm["properties"]["latencyMs"] = {"type": "number", "minimum": 2**53}  # float rounding could pass 2**53 + 1
+    codec = Codec(schemas)
+    check = HistoryDecoder(codec, RELEVANT_SUBJECTS).checks[("event", "FinalAnswerSynthesized", 1)]
+    assert not isinstance(check.payload, functools.partial)  # the payload's JSON-Schema validator
+    data = event("FinalAnswerSynthesized").to_json()
+    for latency in (2**53 + 1, 2**53 - 1):
+        raw = orjson.dumps({**data, "payload": {**data["payload"], "llm": {**LLM, "latencyMs": latency}}})
+        assert outcome(HistoryDecoder(codec, RELEVANT_SUBJECTS).decode, raw) == outcome(codec.decode, raw)

@@ -15,6 +15,10 @@ from agentlog.config import Settings
 from agentlog.errors import BrokerError
 from agentlog.kafka.client import consumer_config
 
+# librdkafka retires the bootstrap connection once metadata names the broker, failing a request still in
+# flight on it, and then waits half of reconnect.backoff.ms (100 ms by default) before it connects again:
+# a replay's reader starts up to 45 ms sooner with a short back-off (measured).
+_QUICK_START = {"reconnect.backoff.ms": 10}
 _NOT_READY = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
                         KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT})
 
@@ -59,18 +63,32 @@ def read_batches(
     topic: str,
     batch_size: int = 10_000,
     timeout: float = 30.0,
+    partitions: Iterable[int] | None = None,
 ) -> Iterator[list[Message]]:
-    """Every message of `topic` up to the high watermarks now, in batches read from all partitions at once.
+    """Every message of `topic` (only of `partitions` when set) up to the high watermarks now, in batches
+    read from all partitions at once.
 
     For a reader that replays a whole topic (a projection rebuild): librdkafka fetches every partition
     in parallel while the caller works, instead of one partition after another. Each partition's
     messages come in offset order; a batch interleaves partitions."""
-    consumer = Consumer(consumer_config(settings, None, "agentlog-reader"))
+    consumer = Consumer({**consumer_config(settings, None, "agentlog-reader"), **_QUICK_START})
     try:
-        yield from _consume_ranges(consumer, topic, _ranges(consumer, topic, None, None, timeout, None),
+        yield from _consume_ranges(consumer, topic, _ranges(consumer, topic, None, None, timeout, partitions),
                                    batch_size, timeout)
     finally:
         consumer.close()
+
+
+def topic_partitions(settings: Settings, topic: str, timeout: float = 30.0) -> list[int]:
+    """The partitions of `topic` (a physical name), to split a replay among readers."""
+    consumer = Consumer({**consumer_config(settings, None, "agentlog-reader"), **_QUICK_START})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    finally:
+        consumer.close()
+    if metadata is None or metadata.error is not None:
+        raise BrokerError(f"topic {topic} does not exist")
+    return sorted(metadata.partitions)
 
 
 def _ranges(
@@ -106,13 +124,17 @@ def _consume_ranges(
         return
     consumer.assign([TopicPartition(topic, partition, start) for partition, (start, _) in ranges.items()])
     ends = {partition: end for partition, (_, end) in ranges.items()}
+    nexts = {partition: start for partition, (start, _) in ranges.items()}
     deadline = time.monotonic() + timeout
     while ends:
         if time.monotonic() > deadline:
             raise BrokerError(f"timed out reading {topic} partitions {sorted(ends)} up to {ends}")
-        # consume() waits out its timeout unless the batch fills: keep it short, the loop re-polls.
+        # consume() waits out its timeout unless the batch fills: keep it short, the loop re-polls, and ask
+        # for no more than can be left (offsets to the ends), so the last batch does not wait at all.
+        wanted = min(batch_size, sum(ends[partition] - nexts[partition] for partition in ends))
+        messages = consumer.consume(wanted, 0.05)
         batch: list[Message] = []
-        for message in consumer.consume(batch_size, 0.05):
+        for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
@@ -120,13 +142,15 @@ def _consume_ranges(
                 raise BrokerError(f"reading {topic}[{message.partition()}]: {error}")
             partition, offset = message.partition(), message.offset()
             assert partition is not None and offset is not None
-            deadline = time.monotonic() + timeout
             if offset < ends.get(partition, -1):
                 batch.append(message)
         if batch:
             yield batch
+        if messages:
+            deadline = time.monotonic() + timeout
         # Transaction markers occupy offsets too: a partition is done once its position passes the end.
         for tp in consumer.position([TopicPartition(topic, partition) for partition in ends]):
+            nexts[tp.partition] = max(nexts[tp.partition], tp.offset)
             if tp.offset >= ends[tp.partition]:
                 del ends[tp.partition]
     consumer.unassign()

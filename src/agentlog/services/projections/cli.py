@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.console import Console
 
@@ -10,7 +12,11 @@ projections_app = typer.Typer(help="Read models folded from the event store.", n
 
 
 @projections_app.command("rebuild")
-def rebuild_command() -> None:
+def rebuild_command(
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="processes that each fold a share of the partitions (default: AGENTLOG_REBUILD_WORKERS, "
+        "else one per CPU; 1 folds the whole log in this process)")] = None,
+) -> None:
     """Rebuild the history projection from the start of conversation-events into a fresh database,
     then swap it in (a running projection service picks it up at its next batch)."""
     from agentlog.config import Settings
@@ -20,7 +26,7 @@ def rebuild_command() -> None:
 
     settings = Settings.from_env()
     try:
-        report = rebuild(settings, codec_from_registry(settings))
+        report = rebuild(settings, codec_from_registry(settings), workers)
     except AgentlogError as error:
         console.print(f"[red]error:[/red] {error}")
         raise typer.Exit(1) from error
