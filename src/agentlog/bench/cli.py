@@ -17,7 +17,7 @@ console = Console()
 def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench(
-        scenario: Annotated[str, typer.Option(help="one-step, two-parallel, slow-effect or mix")] = "one-step",
+        scenario: Annotated[str, typer.Option(help="one-step, two-parallel, slow-effect, mix or local-chain")] = "one-step",
         count: Annotated[int, typer.Option("-n", "--count", help="closed loop: conversations to run")] = 100,
         concurrency: Annotated[int, typer.Option("-c", "--concurrency", help="closed loop: clients at once")] = 4,
         rate: Annotated[float | None, typer.Option(help="open loop: conversations per second")] = None,
