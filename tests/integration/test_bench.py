@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from agentlog.bench.report import write_report
-from agentlog.bench.runner import BenchConfig, run_bench
+from agentlog.bench.runner import BenchConfig, BenchResult, Phase, run_bench
 from agentlog.bench.scenarios import SCENARIOS
 from agentlog.config import Settings
 from agentlog.kafka.client import base_config
@@ -17,13 +17,19 @@ from gateway_server import GatewayServer
 from helpers import Stack
 
 
+def completed_run(config: BenchConfig, env: dict[str, str], tmp_path: Path, answers: int) -> tuple[BenchResult, Phase]:
+    """Run the bench; its one phase must have `answers` answers, all completed, and no timeout."""
+    result = run_bench(config, env, tmp_path / "work")
+    (phase,) = result.phases
+    assert len(phase.answers) == answers and phase.timeouts == 0
+    assert {a.outcome for a in phase.answers} == {"completed"}
+    return result, phase
+
+
 def test_a_small_closed_loop_run_answers_every_question_and_writes_its_report(
         agentlog_env: dict[str, str], tmp_path: Path) -> None:
     config = BenchConfig(SCENARIOS["one-step"], count=5, concurrency=2, warmup=2, hop_round_trips=20)
-    result = run_bench(config, agentlog_env, tmp_path / "work")
-    (phase,) = result.phases
-    assert len(phase.answers) == 5 and phase.timeouts == 0
-    assert {a.outcome for a in phase.answers} == {"completed"}
+    result, phase = completed_run(config, agentlog_env, tmp_path, answers=5)
     assert len(result.hop_seconds) == 20
     assert set(phase.usage.cpu_seconds) >= {"router", "orchestrator", "tool-worker", "aggregator", "synthesis"}
 
@@ -40,10 +46,7 @@ def test_a_small_closed_loop_run_answers_every_question_and_writes_its_report(
 def test_a_small_open_loop_run_resolves_every_turn_from_the_collector(
         agentlog_env: dict[str, str], tmp_path: Path) -> None:
     config = BenchConfig(SCENARIOS["one-step"], rate=10, duration=1, warmup=1, hop_round_trips=0)
-    result = run_bench(config, agentlog_env, tmp_path / "work")
-    (phase,) = result.phases
-    assert len(phase.answers) == 10 and phase.timeouts == 0
-    assert {a.outcome for a in phase.answers} == {"completed"}
+    result, phase = completed_run(config, agentlog_env, tmp_path, answers=10)
     events = phase.events(result.events)  # decoded after the phase, from the bytes kept while reading
     asked = {e.turn_id for e in events if e.type == "UserQueryReceived"}
     assert {a.turn_id for a in phase.answers} == asked and len(asked) == 10
