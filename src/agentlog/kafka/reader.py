@@ -83,9 +83,13 @@ def topic_partitions(settings: Settings, topic: str, timeout: float = 30.0) -> l
     """The partitions of `topic` (a physical name), to split a replay among readers."""
     consumer = Consumer({**consumer_config(settings, None, "agentlog-reader"), **_QUICK_START})
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        return _partitions(consumer, topic, timeout)
     finally:
         consumer.close()
+
+
+def _partitions(consumer: Consumer, topic: str, timeout: float) -> list[int]:
+    metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
     if metadata is None or metadata.error is not None:
         raise BrokerError(f"topic {topic} does not exist")
     return sorted(metadata.partitions)
@@ -100,10 +104,8 @@ def _ranges(
     partitions: Iterable[int] | None,
 ) -> dict[int, tuple[int, int]]:
     """(start, end) per partition that has anything to read."""
-    metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-    if metadata is None or metadata.error is not None:
-        raise BrokerError(f"topic {topic} does not exist")
-    wanted = set(metadata.partitions) if partitions is None else set(partitions) & set(metadata.partitions)
+    existing = set(_partitions(consumer, topic, timeout))
+    wanted = existing if partitions is None else set(partitions) & existing
     ranges: dict[int, tuple[int, int]] = {}
     for partition in wanted:
         low, high = watermarks(consumer, topic, partition, timeout)
